@@ -1,0 +1,72 @@
+# Edgewise developer entry points. Everything runs from the repo root with
+# .venv; the project itself is not installed (pytest and `python -m` use the
+# repo root as the import root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.stamp-deps
+PROTO_SRC := $(shell find protos -name '*.proto' 2>/dev/null)
+PROTO_STAMP := edgewise/.stamp-protos
+# googleapis protos (google/api/*.proto) come from the googleapis-common-protos wheel.
+GOOGLEAPIS_DIR = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
+GRPC_TOOLS_PROTOS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
+BUF_DEPS_DIR := build/buf-deps
+
+.PHONY: help venv protos run test lint buf-lint import-lint clean
+
+help:
+	@echo "make venv    - create .venv with the pinned dependencies"
+	@echo "make protos  - generate Python code from protos/ into ./edgewise"
+	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
+	@echo "make test    - run the test suite"
+	@echo "make lint    - buf lint + import-linter contracts"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(d["dependencies"] + d["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
+	touch $@
+
+protos: $(PROTO_STAMP)
+
+$(PROTO_STAMP): $(VENV_STAMP) $(PROTO_SRC)
+	rm -rf edgewise
+	$(PY) -m grpc_tools.protoc -I protos -I "$(GOOGLEAPIS_DIR)" -I "$(GRPC_TOOLS_PROTOS)" \
+		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
+	for d in edgewise edgewise/graph edgewise/graph/v1; do touch $$d/__init__.py; done
+	touch $@
+
+# buf cannot fetch the googleapis module from its registry offline: copy google/api/*.proto from the
+# wheel into a gitignored second module of the buf workspace (see buf.yaml).
+$(BUF_DEPS_DIR)/.stamp: $(VENV_STAMP)
+	$(PY) scripts/prepare_buf_deps.py $(BUF_DEPS_DIR)
+	touch $@
+
+buf-lint: $(BUF_DEPS_DIR)/.stamp
+	$(VENV)/bin/buf lint --path protos/edgewise
+
+import-lint: $(VENV_STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+
+lint: buf-lint import-lint
+
+run: $(VENV_STAMP) $(PROTO_STAMP)
+	mkdir -p var
+	EDGEWISE_DB_PATH="$${EDGEWISE_DB_PATH:-./var/edgewise.db}" \
+	EDGEWISE_TOKEN_SECRET="$${EDGEWISE_TOKEN_SECRET:-dev-only-insecure-token-secret}" \
+		$(PY) scripts/run_stack.py
+
+# pytest exits 5 when it collects no tests; make fails on any non-zero exit, so an
+# empty or mis-configured suite never passes.
+test: $(VENV_STAMP) $(PROTO_STAMP) $(BUF_DEPS_DIR)/.stamp
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf edgewise build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Edgewise domain: the pure model of typed graphs. Standard library only."""

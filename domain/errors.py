@@ -1,0 +1,191 @@
+"""One error taxonomy for the whole system.
+
+Every error carries a stable ``reason`` code (UPPER_SNAKE_CASE, never renamed once
+shipped), a message for humans and string metadata. Only the transport layer turns
+these into gRPC statuses (see infrastructure/grpc/errors.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field in a request (maps to google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PreconditionViolation:
+    """One failed precondition (maps to google.rpc.PreconditionFailure.Violation)."""
+
+    type: str
+    subject: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error Edgewise raises on purpose."""
+
+    default_reason = "ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata: dict[str, str] = {k: str(v) for k, v in (metadata or {}).items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, message={self.message!r})"
+
+
+class ValidationFailed(DomainError):
+    """The request is malformed or breaks the schema. INVALID_ARGUMENT."""
+
+    default_reason = "VALIDATION_FAILED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        violations: list[FieldViolation] | tuple[FieldViolation, ...] = (),
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.violations: tuple[FieldViolation, ...] = tuple(violations)
+
+    @classmethod
+    def of(cls, field_path: str, description: str, *, reason: str | None = None,
+           metadata: dict[str, str] | None = None) -> "ValidationFailed":
+        return cls(description, reason=reason, metadata=metadata,
+                   violations=[FieldViolation(field_path, description)])
+
+
+class NotFound(DomainError):
+    """NOT_FOUND. ``resource_type`` / ``resource_name`` fill google.rpc.ResourceInfo."""
+
+    default_reason = "NOT_FOUND"
+
+    def __init__(self, message: str, *, resource_type: str, resource_name: str,
+                 reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+
+
+class AlreadyExists(DomainError):
+    """ALREADY_EXISTS."""
+
+    default_reason = "ALREADY_EXISTS"
+
+    def __init__(self, message: str, *, resource_type: str, resource_name: str,
+                 reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+
+
+class VersionConflict(DomainError):
+    """A stale etag / expected version. ABORTED; the write changed nothing."""
+
+    default_reason = "VERSION_CONFLICT"
+
+
+class RuleViolated(DomainError):
+    """A graph invariant (cardinality, cycle, restrict, schema evolution...). FAILED_PRECONDITION."""
+
+    default_reason = "RULE_VIOLATED"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None,
+                 violations: list[PreconditionViolation] | tuple[PreconditionViolation, ...] = ()) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.violations: tuple[PreconditionViolation, ...] = tuple(violations) or (
+            PreconditionViolation(type=self.reason, subject=self.metadata.get("subject", ""),
+                                  description=message),
+        )
+
+
+class Unauthenticated(DomainError):
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(DomainError):
+    default_reason = "PERMISSION_DENIED"
+
+
+class RateLimited(DomainError):
+    """RESOURCE_EXHAUSTED with RetryInfo."""
+
+    default_reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_seconds: float = 1.0,
+                 reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Unavailable(DomainError):
+    """UNAVAILABLE with RetryInfo (storage down, projection behind a consistency token...)."""
+
+    default_reason = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after_seconds: float = 0.5,
+                 reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class DeadlineExceeded(DomainError):
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Internal(DomainError):
+    default_reason = "INTERNAL"
+
+
+class Reason:
+    """Stable reason codes used across the system (ErrorInfo.reason). Never rename one."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_PROPERTY = "INVALID_PROPERTY"
+    UNKNOWN_NODE_TYPE = "UNKNOWN_NODE_TYPE"
+    UNKNOWN_EDGE_TYPE = "UNKNOWN_EDGE_TYPE"
+    PROPERTY_TOO_LARGE = "PROPERTY_TOO_LARGE"
+    INVALID_SCHEMA = "INVALID_SCHEMA"
+    INVALID_FILTER = "INVALID_FILTER"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    INVALID_CONSISTENCY_TOKEN = "INVALID_CONSISTENCY_TOKEN"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    GRAPH_NOT_FOUND = "GRAPH_NOT_FOUND"
+    NODE_NOT_FOUND = "NODE_NOT_FOUND"
+    EDGE_NOT_FOUND = "EDGE_NOT_FOUND"
+    NODE_ALREADY_EXISTS = "NODE_ALREADY_EXISTS"
+    EDGE_ALREADY_EXISTS = "EDGE_ALREADY_EXISTS"
+    VERSION_CONFLICT = "VERSION_CONFLICT"
+    SCHEMA_VERSION_CONFLICT = "SCHEMA_VERSION_CONFLICT"
+    ENDPOINT_MISSING = "ENDPOINT_MISSING"
+    ENDPOINT_TYPE_MISMATCH = "ENDPOINT_TYPE_MISMATCH"
+    CARDINALITY_VIOLATED = "CARDINALITY_VIOLATED"
+    CYCLE_DETECTED = "CYCLE_DETECTED"
+    UNIQUE_VIOLATED = "UNIQUE_VIOLATED"
+    RESTRICT_VIOLATED = "RESTRICT_VIOLATED"
+    SCHEMA_CHANGE_NOT_ADDITIVE = "SCHEMA_CHANGE_NOT_ADDITIVE"
+    TYPE_IN_USE = "TYPE_IN_USE"
+    NODE_DELETED = "NODE_DELETED"
+    CONSISTENCY_NOT_REACHED = "CONSISTENCY_NOT_REACHED"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+

@@ -1,0 +1,173 @@
+"""Ports the domain and the command side need from the outside world.
+
+Adapters live in infrastructure/persistence/*; one contract suite per port
+(tests/contract) runs against every adapter. Query-side ports (ReadModel,
+Checkpoints, Cache) are declared beside the queries that use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Sequence
+
+from domain.edge import Direction, Edge
+from domain.events import DomainEvent
+from domain.node import Node
+from domain.schema import Schema
+from domain.values import EdgeKey, PropertyValue
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str: ...
+
+
+class SchemaRepository(Protocol):
+    async def get(self, graph: str) -> Schema:
+        """The graph's schema; an empty version-0 schema when none was applied."""
+
+    async def save(self, schema: Schema) -> None:
+        """Store the schema; the store refuses a version it did not expect (VersionConflict)."""
+
+
+class NodeRepository(Protocol):
+    async def get(self, graph: str, node_id: str) -> Node | None:
+        """The node (tombstoned nodes come back with ``deleted=True``) or None."""
+
+    async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]: ...
+
+    async def add(self, node: Node) -> None:
+        """Insert a new node; AlreadyExists (NODE_ALREADY_EXISTS) if the id is taken."""
+
+    async def save(self, node: Node) -> None:
+        """Store a changed node, conditional on the version it was loaded at."""
+
+    async def count_of_type(self, graph: str, node_type: str) -> int: ...
+
+    async def unique_holder(self, graph: str, node_type: str, property_name: str,
+                            value: PropertyValue) -> str | None:
+        """The id of the node holding a unique value, if any."""
+
+    async def claim_unique(self, graph: str, node_type: str, property_name: str,
+                           value: PropertyValue, node_id: str) -> None:
+        """Atomically claim a unique value; RuleViolated (UNIQUE_VIOLATED) if held by another node."""
+
+    async def release_unique(self, graph: str, node_type: str, property_name: str,
+                             value: PropertyValue, node_id: str) -> None: ...
+
+
+class EdgeRepository(Protocol):
+    async def get(self, key: EdgeKey) -> Edge | None: ...
+
+    async def add(self, edge: Edge) -> None:
+        """Store the edge, its mirror entry and bump both endpoint counters atomically.
+        AlreadyExists (EDGE_ALREADY_EXISTS) if (source, type, target) exists."""
+
+    async def remove(self, edge: Edge) -> None:
+        """Delete the edge, its mirror entry and decrement the counters."""
+
+    async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
+        """From the per-node per-type counter: O(1)."""
+
+    async def counts_for_node(self, graph: str, node_id: str) -> dict[tuple[str, Direction], int]: ...
+
+    async def list_for_node(self, graph: str, node_id: str, direction: Direction,
+                            edge_type: str | None = None, limit: int = 1000) -> list[Edge]:
+        """Edges touching the node, newest first. ``Direction.BOTH`` lists OUT then IN."""
+
+    async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
+        """Whether following OUT edges of ``edge_type`` leads from ``from_id`` to ``to_id``."""
+
+    async def count_of_type(self, graph: str, edge_type: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """AIP-155: the first response to a request id, kept at least 24 hours."""
+
+    graph: str
+    request_id: str
+    operation: str
+    fingerprint: str  # hash of the request without its request id
+    response: bytes
+    created_at: datetime
+
+
+class IdempotencyStore(Protocol):
+    async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None: ...
+
+    async def put(self, record: IdempotencyRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """Log positions the commit produced, per log shard ("0" on SQLite)."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+class UnitOfWork(Protocol):
+    """One per command. ``async with uow:`` rolls back unless ``commit()`` was called.
+
+    Commit stores state changes, every event the aggregates recorded (the outbox)
+    and the idempotency record in ONE atomic transaction.
+    """
+
+    schemas: SchemaRepository
+    nodes: NodeRepository
+    edges: EdgeRepository
+    idempotency: IdempotencyStore
+
+    async def __aenter__(self) -> "UnitOfWork": ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+    async def commit(self) -> CommitResult: ...
+
+    async def rollback(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """An event at its position in the ordered event log."""
+
+    position: int
+    event: DomainEvent
+    shard: str = "0"
+
+
+class EventLog(Protocol):
+    """Read side of the transactional outbox."""
+
+    async def read_after(self, position: int, limit: int, *, graph: str | None = None) -> list[LoggedEvent]: ...
+
+    async def head(self) -> int:
+        """The highest position written so far (0 when empty)."""
+
+
+@dataclass(frozen=True)
+class CascadeJob:
+    """Invariant 6: a node tombstoned with more edges than one transaction holds;
+    its edges are removed in bounded background batches. Carries the causing
+    command's request id and trace context for the EdgeRemoved events."""
+
+    graph: str
+    node_id: str
+    request_id: str
+    trace_context: str
+    created_at: datetime
+
+
+class CascadeJobQueue(Protocol):
+    async def enqueue(self, job: CascadeJob) -> None: ...
+
+    async def next(self) -> CascadeJob | None:
+        """The oldest pending job, or None."""
+
+    async def complete(self, graph: str, node_id: str) -> None: ...

@@ -1,0 +1,101 @@
+"""Settings from the environment, validated once at start-up.
+
+A missing or malformed required setting raises ConfigError naming every problem;
+nothing falls back silently (EXAMPLES "not to copy").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
+DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
+DEFAULT_LOG_LEVEL = "INFO"
+MIN_TOKEN_SECRET_BYTES = 16
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(Exception):
+    """The configuration cannot run; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: str
+    token_secret: bytes
+    command_addr: str = DEFAULT_COMMAND_ADDR
+    query_addr: str = DEFAULT_QUERY_ADDR
+    log_level: str = DEFAULT_LOG_LEVEL
+    projector_enabled: bool = True
+    projector_poll_interval_ms: int = 50
+
+    def __repr__(self) -> str:  # never print the secret
+        return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
+                f"query_addr={self.query_addr!r}, log_level={self.log_level!r}, "
+                f"projector_enabled={self.projector_enabled!r}, "
+                f"projector_poll_interval_ms={self.projector_poll_interval_ms!r}, "
+                f"token_secret=<{len(self.token_secret)} bytes>)")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(key: str) -> str:
+            return env.get(key, "").strip()
+
+        db_path = get("EDGEWISE_DB_PATH")
+        if not db_path:
+            problems.append("EDGEWISE_DB_PATH is required (the SQLite data file, "
+                            "e.g. ./var/edgewise.db)")
+        secret = env.get("EDGEWISE_TOKEN_SECRET", "")
+        if not secret:
+            problems.append("EDGEWISE_TOKEN_SECRET is required (HMAC key for page and "
+                            "consistency tokens)")
+        elif len(secret.encode("utf-8")) < MIN_TOKEN_SECRET_BYTES:
+            problems.append(f"EDGEWISE_TOKEN_SECRET must be at least "
+                            f"{MIN_TOKEN_SECRET_BYTES} bytes")
+
+        addrs = {}
+        for key, default in (("EDGEWISE_COMMAND_ADDR", DEFAULT_COMMAND_ADDR),
+                             ("EDGEWISE_QUERY_ADDR", DEFAULT_QUERY_ADDR)):
+            value = get(key) or default
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                problems.append(f"{key} must be host:port, got {value!r}")
+            addrs[key] = value
+
+        log_level = (get("EDGEWISE_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
+        if log_level not in _LOG_LEVELS:
+            problems.append(f"EDGEWISE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, "
+                            f"got {log_level!r}")
+
+        enabled_text = (get("EDGEWISE_PROJECTOR_ENABLED") or "true").lower()
+        if enabled_text not in _TRUE + _FALSE:
+            problems.append(f"EDGEWISE_PROJECTOR_ENABLED must be true or false, "
+                            f"got {enabled_text!r}")
+        interval_text = get("EDGEWISE_PROJECTOR_POLL_INTERVAL_MS") or "50"
+        interval = int(interval_text) if interval_text.isdigit() else 0
+        if interval <= 0:
+            problems.append(f"EDGEWISE_PROJECTOR_POLL_INTERVAL_MS must be a positive "
+                            f"integer, got {interval_text!r}")
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            db_path=db_path,
+            token_secret=secret.encode("utf-8"),
+            command_addr=addrs["EDGEWISE_COMMAND_ADDR"],
+            query_addr=addrs["EDGEWISE_QUERY_ADDR"],
+            log_level=log_level,
+            projector_enabled=enabled_text in _TRUE,
+            projector_poll_interval_ms=interval,
+        )

@@ -1,0 +1,79 @@
+"""Per-call request context (request id, trace parent, deadline) in a contextvar.
+
+Set by RequestContextInterceptor for the duration of one RPC; readable anywhere
+below it (handlers, storage adapters, log formatter) without threading arguments.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    traceparent: str = ""
+    method: str = ""
+    # time.monotonic() value after which the caller has given up; None = no deadline.
+    deadline: float | None = None
+
+    @property
+    def trace_id(self) -> str:
+        """The W3C trace id from ``traceparent`` (``00-<trace id>-<span id>-<flags>``)."""
+        parts = self.traceparent.split("-")
+        return parts[1] if len(parts) >= 4 and len(parts[1]) == 32 else ""
+
+    def time_remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+
+_EMPTY = RequestContext()
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "edgewise_request_context", default=_EMPTY
+)
+
+
+def current_context() -> RequestContext:
+    return _current.get()
+
+
+def current_request_id() -> str:
+    return _current.get().request_id
+
+
+def current_traceparent() -> str:
+    return _current.get().traceparent
+
+
+def current_trace_id() -> str:
+    return _current.get().trace_id
+
+
+def current_method() -> str:
+    return _current.get().method
+
+
+def current_deadline() -> float | None:
+    """The call's deadline as a ``time.monotonic()`` value, or None."""
+    return _current.get().deadline
+
+
+def time_remaining() -> float | None:
+    """Seconds left before the caller's deadline, or None when it set none."""
+    return _current.get().time_remaining()
+
+
+@contextmanager
+def request_scope(ctx: RequestContext) -> Iterator[RequestContext]:
+    """Make ``ctx`` the current request context inside the block."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)

@@ -1,0 +1,218 @@
+"""Translation between domain values and the edgewise.graph.v1 protobuf messages.
+
+Shared by both services' entrypoints. Read DTOs are accepted duck-typed: a node view
+needs ``graph id type properties version create_time update_time`` (and optionally
+``edge_counts: dict[(edge_type, Direction), int]``); an edge needs
+``graph source type target properties create_time``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, MutableMapping
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from domain.edge import Direction
+from domain.errors import FieldViolation, Reason, ValidationFailed
+from domain.events import event_to_dict
+from domain.node import etag_for
+from domain.ports import LoggedEvent
+from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
+from domain.values import PropertyKind, PropertyValue
+from edgewise.graph.v1 import resources_pb2 as pb
+
+_KIND_TO_PROTO = {
+    PropertyKind.STRING: pb.PROPERTY_KIND_STRING,
+    PropertyKind.INT: pb.PROPERTY_KIND_INT,
+    PropertyKind.DOUBLE: pb.PROPERTY_KIND_DOUBLE,
+    PropertyKind.BOOL: pb.PROPERTY_KIND_BOOL,
+    PropertyKind.TIMESTAMP: pb.PROPERTY_KIND_TIMESTAMP,
+}
+_KIND_FROM_PROTO = {v: k for k, v in _KIND_TO_PROTO.items()}
+_CARD_TO_PROTO = {
+    Cardinality.MANY_TO_MANY: pb.CARDINALITY_MANY_TO_MANY,
+    Cardinality.ONE_TO_MANY: pb.CARDINALITY_ONE_TO_MANY,
+    Cardinality.MANY_TO_ONE: pb.CARDINALITY_MANY_TO_ONE,
+    Cardinality.ONE_TO_ONE: pb.CARDINALITY_ONE_TO_ONE,
+}
+_CARD_FROM_PROTO = {v: k for k, v in _CARD_TO_PROTO.items()}
+_DELETE_TO_PROTO = {OnDelete.RESTRICT: pb.ON_DELETE_RESTRICT, OnDelete.CASCADE: pb.ON_DELETE_CASCADE}
+_DELETE_FROM_PROTO = {v: k for k, v in _DELETE_TO_PROTO.items()}
+_DIR_TO_PROTO = {Direction.OUT: pb.DIRECTION_OUT, Direction.IN: pb.DIRECTION_IN, Direction.BOTH: pb.DIRECTION_BOTH}
+_DIR_FROM_PROTO = {v: k for k, v in _DIR_TO_PROTO.items()}
+
+
+# --- time ------------------------------------------------------------------------------
+
+def timestamp_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(timezone.utc))
+    return ts
+
+
+def datetime_from_proto(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def optional_datetime(message: Any, field: str) -> datetime | None:
+    """The Timestamp field as a datetime, or None when unset."""
+    return datetime_from_proto(getattr(message, field)) if message.HasField(field) else None
+
+
+# --- properties ------------------------------------------------------------------------
+
+def value_to_proto(value: PropertyValue) -> pb.PropertyValue:
+    if isinstance(value, bool):
+        return pb.PropertyValue(bool_value=value)
+    if isinstance(value, int):
+        return pb.PropertyValue(int_value=value)
+    if isinstance(value, float):
+        return pb.PropertyValue(double_value=value)
+    if isinstance(value, str):
+        return pb.PropertyValue(string_value=value)
+    if isinstance(value, datetime):
+        return pb.PropertyValue(timestamp_value=timestamp_to_proto(value))
+    raise TypeError(f"not a property value: {value!r}")
+
+
+def value_from_proto(value: pb.PropertyValue, field_path: str) -> PropertyValue:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        raise ValidationFailed.of(field_path, "property value has no kind set", reason=Reason.INVALID_PROPERTY)
+    if kind == "timestamp_value":
+        return datetime_from_proto(value.timestamp_value)
+    return getattr(value, kind)
+
+
+def properties_from_proto(values: Mapping[str, pb.PropertyValue], field_prefix: str) -> dict[str, PropertyValue]:
+    out: dict[str, PropertyValue] = {}
+    violations: list[FieldViolation] = []
+    for name, value in values.items():
+        try:
+            out[name] = value_from_proto(value, f"{field_prefix}[{name!r}]")
+        except ValidationFailed as exc:
+            violations.extend(exc.violations)
+    if violations:
+        raise ValidationFailed("property values without a kind", reason=Reason.INVALID_PROPERTY,
+                               violations=violations)
+    return out
+
+
+def properties_to_proto(values: Mapping[str, PropertyValue], target: MutableMapping[str, pb.PropertyValue]) -> None:
+    for name, value in values.items():
+        target[name].CopyFrom(value_to_proto(value))
+
+
+# --- enums -----------------------------------------------------------------------------
+
+def direction_to_proto(direction: Direction) -> int:
+    return _DIR_TO_PROTO[direction]
+
+
+def direction_from_proto(value: int, field_path: str = "direction", *, default: Direction | None = None,
+                         allow_both: bool = False) -> Direction:
+    if value == pb.DIRECTION_UNSPECIFIED and default is not None:
+        return default
+    direction = _DIR_FROM_PROTO.get(value)
+    if direction is None or (direction is Direction.BOTH and not allow_both):
+        allowed = "OUT, IN or BOTH" if allow_both else "OUT or IN"
+        raise ValidationFailed.of(field_path, f"direction must be {allowed}", reason=Reason.INVALID_ARGUMENT)
+    return direction
+
+
+# --- resources -------------------------------------------------------------------------
+
+def node_name(graph: str, node_id: str) -> str:
+    return f"graphs/{graph}/nodes/{node_id}"
+
+
+def node_to_proto(view: Any) -> pb.Node:
+    msg = pb.Node(name=node_name(view.graph, view.id), type=view.type, etag=etag_for(view.version))
+    properties_to_proto(view.properties, msg.properties)
+    if view.create_time is not None:
+        msg.create_time.CopyFrom(timestamp_to_proto(view.create_time))
+    if view.update_time is not None:
+        msg.update_time.CopyFrom(timestamp_to_proto(view.update_time))
+    for (edge_type, direction), count in sorted(getattr(view, "edge_counts", {}).items(),
+                                                key=lambda kv: (kv[0][0], kv[0][1].value)):
+        msg.edge_counts.add(edge_type=edge_type, direction=direction_to_proto(direction), count=count)
+    return msg
+
+
+def edge_to_proto(edge: Any) -> pb.Edge:
+    msg = pb.Edge(source=node_name(edge.graph, edge.source), type=edge.type, target=node_name(edge.graph, edge.target))
+    properties_to_proto(edge.properties, msg.properties)
+    if edge.create_time is not None:
+        msg.create_time.CopyFrom(timestamp_to_proto(edge.create_time))
+    return msg
+
+
+def _prop_def_to_proto(p: PropertyDef) -> pb.PropertyDefinition:
+    return pb.PropertyDefinition(name=p.name, kind=_KIND_TO_PROTO[p.kind], required=p.required,
+                                 indexed=p.indexed, unique=p.unique)
+
+
+def _prop_defs_from_proto(defs: Iterable[pb.PropertyDefinition], path: str,
+                          violations: list[FieldViolation]) -> tuple[PropertyDef, ...]:
+    out = []
+    for i, p in enumerate(defs):
+        kind = _KIND_FROM_PROTO.get(p.kind)
+        if kind is None:
+            violations.append(FieldViolation(f"{path}.properties[{i}].kind", "kind must be set"))
+            continue
+        out.append(PropertyDef(name=p.name, kind=kind, required=p.required, indexed=p.indexed, unique=p.unique))
+    return tuple(out)
+
+
+def schema_to_proto(schema: Schema) -> pb.Schema:
+    msg = pb.Schema(name=f"graphs/{schema.graph}/schema", version=schema.version)
+    if schema.update_time is not None:
+        msg.update_time.CopyFrom(timestamp_to_proto(schema.update_time))
+    for t in schema.node_types.values():
+        msg.node_types.add(name=t.name, properties=[_prop_def_to_proto(p) for p in t.properties],
+                           projected=list(t.projected))
+    for t in schema.edge_types.values():
+        msg.edge_types.add(name=t.name, source_type=t.source_type, target_type=t.target_type,
+                           cardinality=_CARD_TO_PROTO[t.cardinality], inverse_name=t.inverse_name or "",
+                           symmetric=t.symmetric, acyclic=t.acyclic, on_delete=_DELETE_TO_PROTO[t.on_delete],
+                           properties=[_prop_def_to_proto(p) for p in t.properties])
+    return msg
+
+
+def schema_from_proto(msg: pb.Schema, field_prefix: str = "schema") -> tuple[list[NodeType], list[EdgeType]]:
+    """The declared types; unset cardinality means MANY_TO_MANY, unset on_delete RESTRICT."""
+    violations: list[FieldViolation] = []
+    node_types = [
+        NodeType(name=t.name, properties=_prop_defs_from_proto(t.properties, f"{field_prefix}.node_types[{i}]", violations),
+                 projected=tuple(t.projected))
+        for i, t in enumerate(msg.node_types)
+    ]
+    edge_types = []
+    for i, t in enumerate(msg.edge_types):
+        path = f"{field_prefix}.edge_types[{i}]"
+        edge_types.append(EdgeType(
+            name=t.name, source_type=t.source_type, target_type=t.target_type,
+            cardinality=_CARD_FROM_PROTO.get(t.cardinality, Cardinality.MANY_TO_MANY),
+            inverse_name=t.inverse_name or None, symmetric=t.symmetric, acyclic=t.acyclic,
+            on_delete=_DELETE_FROM_PROTO.get(t.on_delete, OnDelete.RESTRICT),
+            properties=_prop_defs_from_proto(t.properties, path, violations),
+        ))
+    if violations:
+        raise ValidationFailed("invalid schema", reason=Reason.INVALID_SCHEMA, violations=violations)
+    return node_types, edge_types
+
+
+def event_to_proto(logged: LoggedEvent) -> pb.Event:
+    event = logged.event
+    payload = struct_pb2.Struct()
+    body = event_to_dict(event)
+    payload.update(json.loads(json.dumps(body, default=str)))
+    msg = pb.Event(position=logged.position, event_id=event.event_id, type=event.type, graph=event.graph,
+                   aggregate_id=event.aggregate_id, aggregate_version=event.aggregate_version,
+                   request_id=event.request_id, payload=payload)
+    msg.occurred_at.CopyFrom(timestamp_to_proto(event.occurred_at))
+    return msg

@@ -1,0 +1,249 @@
+"""grpc.aio server interceptors, one job each (DESIGN §6).
+
+Assembled outermost first: RequestContext → AccessLog → ErrorMapping → Validation
+(see ``default_interceptors``). Each wraps the method handler's behaviour, so it
+runs inside the RPC's own task and sees contextvars set by the ones outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from infrastructure.grpc import validation
+from infrastructure.grpc.context import RequestContext, current_context, request_scope
+from infrastructure.grpc.errors import code_for, status_for
+
+REQUEST_ID_METADATA = "x-request-id"
+TRACEPARENT_METADATA = "traceparent"
+
+_access_log = logging.getLogger("edgewise.access")
+
+# A unary wrapper gets (behavior, request, context) and returns the response; a stream
+# wrapper gets (behavior, request_or_iterator, context) and is an async generator.
+UnaryWrapper = Callable[[Callable[..., Awaitable[Any]], Any, aio.ServicerContext], Awaitable[Any]]
+StreamWrapper = Callable[[Callable[..., Any], Any, aio.ServicerContext], Any]
+
+
+async def _drain(behavior: Callable[..., Any], request: Any, context: aio.ServicerContext):
+    """Run a response-streaming behaviour as an async generator, whatever its style."""
+    result = behavior(request, context)
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    elif asyncio.iscoroutine(result):
+        await result  # the handler wrote with context.write()
+    else:
+        for item in result:
+            yield item
+
+
+def _as_async(behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Let a plain-function unary behaviour sit under the async wrappers."""
+
+    async def call(request, context):
+        result = behavior(request, context)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return call
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler | None, *, unary: UnaryWrapper,
+                 stream: StreamWrapper) -> grpc.RpcMethodHandler | None:
+    """A copy of ``handler`` whose behaviour runs through ``unary``/``stream``."""
+    if handler is None:
+        return None
+    kwargs = dict(request_deserializer=handler.request_deserializer,
+                  response_serializer=handler.response_serializer)
+    if handler.unary_unary is not None:
+        behavior = _as_async(handler.unary_unary)
+
+        async def unary_unary(request, context):
+            return await unary(behavior, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+    if handler.stream_unary is not None:
+        behavior = _as_async(handler.stream_unary)
+
+        async def stream_unary(request_iterator, context):
+            return await unary(behavior, request_iterator, context)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+    if handler.unary_stream is not None:
+        behavior = handler.unary_stream
+
+        async def unary_stream(request, context):
+            async for item in stream(behavior, request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
+    behavior = handler.stream_stream
+
+    async def stream_stream(request_iterator, context):
+        async for item in stream(behavior, request_iterator, context):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+
+
+class _WrappingInterceptor(aio.ServerInterceptor):
+    """Base: subclasses implement ``around_unary`` and ``around_stream``."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        return wrap_handler(
+            handler,
+            unary=lambda b, r, c: self.around_unary(method, b, r, c),
+            stream=lambda b, r, c: self.around_stream(method, b, r, c),
+        )
+
+    async def around_unary(self, method, behavior, request, context):  # pragma: no cover
+        return await behavior(request, context)
+
+    async def around_stream(self, method, behavior, request, context):  # pragma: no cover
+        async for item in _drain(behavior, request, context):
+            yield item
+
+
+def _metadata_value(context: aio.ServicerContext, key: str) -> str:
+    for item in context.invocation_metadata() or ():
+        if item[0] == key and isinstance(item[1], str):
+            return item[1]
+    return ""
+
+
+def _new_request_context(method: str, context: aio.ServicerContext) -> RequestContext:
+    request_id = _metadata_value(context, REQUEST_ID_METADATA)[:128] or str(uuid.uuid4())
+    remaining = context.time_remaining()
+    deadline = time.monotonic() + remaining if remaining is not None else None
+    return RequestContext(request_id=request_id,
+                          traceparent=_metadata_value(context, TRACEPARENT_METADATA)[:128],
+                          method=method, deadline=deadline)
+
+
+class RequestContextInterceptor(_WrappingInterceptor):
+    """Request id (``x-request-id`` or a new UUID4), traceparent and deadline into the
+    request contextvar (infrastructure.grpc.context)."""
+
+    async def around_unary(self, method, behavior, request, context):
+        with request_scope(_new_request_context(method, context)):
+            return await behavior(request, context)
+
+    async def around_stream(self, method, behavior, request, context):
+        with request_scope(_new_request_context(method, context)):
+            async for item in _drain(behavior, request, context):
+                yield item
+
+
+def _log_call(method: str, context: aio.ServicerContext, started: float,
+              exc: BaseException | None, messages: int | None = None) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        code_name = "CANCELLED"
+    elif exc is not None and not isinstance(exc, aio.AbortError):
+        code_name = code_for(exc).name
+    else:
+        code = context.code()
+        code_name = code.name if isinstance(code, grpc.StatusCode) else (
+            "OK" if code in (None, 0) else str(code))
+    fields = {
+        "grpc_method": method,
+        "grpc_code": code_name,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "request_id": current_context().request_id,
+    }
+    if messages is not None:
+        fields["messages_sent"] = messages
+    _access_log.info("rpc %s %s", method, code_name, extra={"fields": fields})
+
+
+class AccessLogInterceptor(_WrappingInterceptor):
+    """One JSON log line per call: method, code, duration, request id."""
+
+    async def around_unary(self, method, behavior, request, context):
+        started = time.perf_counter()
+        exc: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            _log_call(method, context, started, exc)
+
+    async def around_stream(self, method, behavior, request, context):
+        started = time.perf_counter()
+        exc: BaseException | None = None
+        sent = 0
+        try:
+            async for item in _drain(behavior, request, context):
+                sent += 1
+                yield item
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            _log_call(method, context, started, exc, sent)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    """Exceptions that already are a gRPC outcome, or that belong to the runtime."""
+    return isinstance(exc, (aio.AbortError, asyncio.CancelledError, GeneratorExit,
+                            KeyboardInterrupt, SystemExit))
+
+
+class ErrorMappingInterceptor(_WrappingInterceptor):
+    """Turn any exception a handler raises into the rich status of errors.status_for."""
+
+    async def around_unary(self, method, behavior, request, context):
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            if _passes_through(exc):
+                raise
+            await context.abort_with_status(status_for(exc))
+
+    async def around_stream(self, method, behavior, request, context):
+        try:
+            async for item in _drain(behavior, request, context):
+                yield item
+        except BaseException as exc:
+            if _passes_through(exc):
+                raise
+            await context.abort_with_status(status_for(exc))
+
+
+class ValidationInterceptor(_WrappingInterceptor):
+    """Apply the rule table (infrastructure.grpc.validation) before the handler runs.
+    Client-streaming requests are not validated here (no such RPC exists)."""
+
+    async def around_unary(self, method, behavior, request, context):
+        if not _is_iterator(request):
+            validation.validate(method, request)
+        return await behavior(request, context)
+
+    async def around_stream(self, method, behavior, request, context):
+        if not _is_iterator(request):
+            validation.validate(method, request)
+        async for item in _drain(behavior, request, context):
+            yield item
+
+
+def _is_iterator(request: Any) -> bool:
+    return hasattr(request, "__aiter__") or hasattr(request, "__anext__")
+
+
+def default_interceptors() -> list[aio.ServerInterceptor]:
+    """The chain both services run, outermost first."""
+    return [RequestContextInterceptor(), AccessLogInterceptor(), ErrorMappingInterceptor(),
+            ValidationInterceptor()]

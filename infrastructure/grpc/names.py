@@ -1,0 +1,89 @@
+"""Resource names and identifier formats, declared once.
+
+``graphs/{graph}``, ``graphs/{graph}/schema``, ``graphs/{graph}/nodes/{node}``.
+Parse failures raise ValidationFailed(reason=INVALID_NAME) naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+
+from domain.errors import Reason, ValidationFailed
+
+GRAPH_ID_PATTERN = r"[a-z][a-z0-9-]{0,62}"
+NODE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+TYPE_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+PROPERTY_NAME_PATTERN = TYPE_NAME_PATTERN
+
+GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}$")
+NODE_ID_RE = re.compile(rf"^{NODE_ID_PATTERN}$")
+TYPE_NAME_RE = re.compile(rf"^{TYPE_NAME_PATTERN}$")
+PROPERTY_NAME_RE = re.compile(rf"^{PROPERTY_NAME_PATTERN}$")
+GRAPH_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})$")
+SCHEMA_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/schema$")
+NODE_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/nodes/({NODE_ID_PATTERN})$")
+UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+                      re.IGNORECASE)
+
+GRAPH_NAME_FORMAT = "graphs/{graph} with graph matching ^" + GRAPH_ID_PATTERN + "$"
+NODE_NAME_FORMAT = ("graphs/{graph}/nodes/{node} with node matching ^" + NODE_ID_PATTERN + "$")
+
+
+def _invalid(field: str, description: str) -> ValidationFailed:
+    return ValidationFailed.of(field, description, reason=Reason.INVALID_NAME)
+
+
+def is_graph_id(value: str) -> bool:
+    return bool(GRAPH_ID_RE.match(value))
+
+
+def is_node_id(value: str) -> bool:
+    return bool(NODE_ID_RE.match(value))
+
+
+def is_type_name(value: str) -> bool:
+    return bool(TYPE_NAME_RE.match(value))
+
+
+def is_property_name(value: str) -> bool:
+    return bool(PROPERTY_NAME_RE.match(value))
+
+
+def is_uuid4(value: str) -> bool:
+    return bool(UUID4_RE.match(value))
+
+
+def graph_name(graph: str) -> str:
+    return f"graphs/{graph}"
+
+
+def schema_name(graph: str) -> str:
+    return f"graphs/{graph}/schema"
+
+
+def node_name(graph: str, node_id: str) -> str:
+    return f"graphs/{graph}/nodes/{node_id}"
+
+
+def parse_graph_name(name: str, *, field: str = "graph") -> str:
+    """``graphs/{graph}`` → graph id."""
+    match = GRAPH_NAME_RE.match(name or "")
+    if not match:
+        raise _invalid(field, f"must be {GRAPH_NAME_FORMAT}, got {name!r}")
+    return match.group(1)
+
+
+def parse_schema_name(name: str, *, field: str = "name") -> str:
+    """``graphs/{graph}/schema`` → graph id."""
+    match = SCHEMA_NAME_RE.match(name or "")
+    if not match:
+        raise _invalid(field, f"must be graphs/{{graph}}/schema, got {name!r}")
+    return match.group(1)
+
+
+def parse_node_name(name: str, *, field: str = "name") -> tuple[str, str]:
+    """``graphs/{graph}/nodes/{node}`` → (graph id, node id)."""
+    match = NODE_NAME_RE.match(name or "")
+    if not match:
+        raise _invalid(field, f"must be {NODE_NAME_FORMAT}, got {name!r}")
+    return match.group(1), match.group(2)

@@ -1,0 +1,1 @@
+"""Storage adapters for the domain's ports."""

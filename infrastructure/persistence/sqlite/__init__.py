@@ -1,0 +1,1 @@
+"""SQLite adapters: the embedded one-machine default (one file, WAL mode)."""

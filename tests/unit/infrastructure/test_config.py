@@ -1,0 +1,52 @@
+import pytest
+
+from infrastructure.config import ConfigError, Settings
+
+BASE = {"EDGEWISE_DB_PATH": "/tmp/e.db", "EDGEWISE_TOKEN_SECRET": "x" * 32}
+
+
+def test_defaults_for_optional_settings():
+    settings = Settings.from_env(BASE)
+    assert settings.db_path == "/tmp/e.db"
+    assert settings.token_secret == b"x" * 32
+    assert settings.command_addr == "127.0.0.1:50051"
+    assert settings.query_addr == "127.0.0.1:50052"
+    assert settings.log_level == "INFO"
+    assert settings.projector_enabled is True
+    assert settings.projector_poll_interval_ms == 50
+
+
+def test_everything_can_be_set():
+    settings = Settings.from_env({
+        **BASE, "EDGEWISE_COMMAND_ADDR": "0.0.0.0:6001", "EDGEWISE_QUERY_ADDR": "[::]:6002",
+        "EDGEWISE_LOG_LEVEL": "debug", "EDGEWISE_PROJECTOR_ENABLED": "false",
+        "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "10"})
+    assert (settings.command_addr, settings.query_addr) == ("0.0.0.0:6001", "[::]:6002")
+    assert settings.log_level == "DEBUG"
+    assert settings.projector_enabled is False
+    assert settings.projector_poll_interval_ms == 10
+
+
+@pytest.mark.parametrize("missing", ["EDGEWISE_DB_PATH", "EDGEWISE_TOKEN_SECRET"])
+def test_missing_required_setting_fails_loudly(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert missing in str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"EDGEWISE_LOG_LEVEL": "loud", "EDGEWISE_COMMAND_ADDR": "nope",
+                           "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "-5",
+                           "EDGEWISE_PROJECTOR_ENABLED": "maybe"})
+    assert len(info.value.problems) == 6
+
+
+def test_short_secret_is_refused():
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        Settings.from_env({**BASE, "EDGEWISE_TOKEN_SECRET": "short"})
+
+
+def test_repr_hides_the_secret():
+    assert "xxxx" not in repr(Settings.from_env(BASE))

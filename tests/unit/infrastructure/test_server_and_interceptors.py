@@ -1,0 +1,202 @@
+"""The server factory and the interceptor chain, against a real in-process server."""
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from domain.errors import NotFound, Reason
+from edgewise.graph.v1 import query_service_pb2 as q
+from edgewise.graph.v1 import query_service_pb2_grpc as qg
+from edgewise.graph.v1 import resources_pb2 as r
+from infrastructure.grpc.context import current_context
+from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.server import (COMMAND_SERVICE_NAME, QUERY_SERVICE_NAME,
+                                        start_server)
+from infrastructure.logging import JsonFormatter
+
+
+class FakeQueries(qg.GraphQueryServiceServicer):
+    def __init__(self):
+        self.calls = 0
+        self.seen_context = None
+
+    async def GetNode(self, request, context):
+        self.calls += 1
+        self.seen_context = current_context()
+        if request.name.endswith("/boom"):
+            raise RuntimeError("secret internals")
+        if request.name.endswith("/missing"):
+            raise NotFound("node not found", resource_type="edgewise.graph.v1/Node",
+                           resource_name=request.name, reason=Reason.NODE_NOT_FOUND)
+        if request.name.endswith("/slow"):
+            await asyncio.sleep(0.3)
+        return q.GetNodeResponse(node=r.Node(name=request.name))
+
+    async def WatchEvents(self, request, context):
+        for position in (1, 2):
+            yield q.WatchEventsResponse(event=r.Event(position=position))
+        raise NotFound("graph gone", resource_type="edgewise.graph.v1/Graph",
+                       resource_name=request.parent)
+
+
+@pytest.fixture
+async def served():
+    servicer = FakeQueries()
+    running = await start_server(
+        address="127.0.0.1:0",
+        register=lambda s: qg.add_GraphQueryServiceServicer_to_server(servicer, s),
+        service_names=[QUERY_SERVICE_NAME], interceptors=default_interceptors())
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield running, servicer, channel
+    finally:
+        await channel.close()
+        await running.stop(0)
+
+
+def error_info(err: grpc.aio.AioRpcError):
+    status = rpc_status.from_call(err)
+    infos = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+    assert len(infos) == 1
+    return infos[0]
+
+
+async def test_ok_call_sees_the_request_context(served):
+    running, servicer, channel = served
+    stub = qg.GraphQueryServiceStub(channel)
+    response = await stub.GetNode(q.GetNodeRequest(name="graphs/g/nodes/a"), timeout=5,
+                                  metadata=[("x-request-id", "req-1"), ("traceparent",
+                                            "00-" + "a" * 32 + "-" + "b" * 16 + "-01")])
+    assert response.node.name == "graphs/g/nodes/a"
+    ctx = servicer.seen_context
+    assert ctx.request_id == "req-1"
+    assert ctx.trace_id == "a" * 32
+    assert 0 < ctx.time_remaining() <= 5
+
+
+async def test_validation_rejects_before_the_handler(served):
+    _, servicer, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await qg.GraphQueryServiceStub(channel).GetNode(q.GetNodeRequest(name="bad"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(info.value).reason == "INVALID_NAME"
+    assert servicer.calls == 0
+
+
+async def test_domain_errors_become_rich_statuses(served):
+    _, _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await qg.GraphQueryServiceStub(channel).GetNode(
+            q.GetNodeRequest(name="graphs/g/nodes/missing"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info(info.value).reason == "NODE_NOT_FOUND"
+
+
+async def test_unexpected_errors_are_internal_and_opaque(served):
+    _, _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await qg.GraphQueryServiceStub(channel).GetNode(
+            q.GetNodeRequest(name="graphs/g/nodes/boom"), metadata=[("x-request-id", "r-9")])
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details() == "internal error (trace id r-9)"
+    assert error_info(info.value).reason == "INTERNAL"
+
+
+async def test_server_streaming_errors_are_mapped_after_messages(served):
+    _, _, channel = served
+    got = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for response in qg.GraphQueryServiceStub(channel).WatchEvents(
+                q.WatchEventsRequest(parent="graphs/g")):
+            got.append(response.event.position)
+    assert got == [1, 2]
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info(info.value).domain == "edgewise.graph.v1"
+
+
+async def test_server_streaming_requests_are_validated(served):
+    _, _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in qg.GraphQueryServiceStub(channel).WatchEvents(
+                q.WatchEventsRequest(parent="graphs/g", page_size=-1)):
+            pass
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_unimplemented_rpcs_say_so(served):
+    _, _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await qg.GraphQueryServiceStub(channel).GetSchema(q.GetSchemaRequest(graph="graphs/g"))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_access_log_writes_one_json_line_per_call(served, caplog):
+    _, _, channel = served
+    caplog.set_level(logging.INFO, logger="edgewise.access")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await qg.GraphQueryServiceStub(channel).GetNode(
+            q.GetNodeRequest(name="graphs/g/nodes/missing"), metadata=[("x-request-id", "r-2")])
+    records = [rec for rec in caplog.records if rec.name == "edgewise.access"]
+    assert len(records) == 1
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line["grpc_method"] == "/edgewise.graph.v1.GraphQueryService/GetNode"
+    assert line["grpc_code"] == "NOT_FOUND"
+    assert line["request_id"] == "r-2"
+    assert line["duration_ms"] >= 0
+
+
+async def test_health_serves_each_name_and_flips_on_drain(served):
+    running, _, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", QUERY_SERVICE_NAME):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await running.set_serving(False)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_stop_lets_in_flight_calls_finish(served):
+    running, _, channel = served
+    call = qg.GraphQueryServiceStub(channel).GetNode(q.GetNodeRequest(name="graphs/g/nodes/slow"))
+    await asyncio.sleep(0.1)
+    await running.stop(grace=2)
+    assert (await call).node.name == "graphs/g/nodes/slow"
+
+
+async def test_reflection_lists_both_services(served):
+    running, _, _ = served
+    grpcurl = (shutil.which("grpcurl", path=os.path.dirname(sys.executable))
+               or shutil.which("grpcurl"))
+    if grpcurl is None:
+        pytest.skip("grpcurl not installed")
+    proc = await asyncio.create_subprocess_exec(
+        grpcurl, "-plaintext", f"127.0.0.1:{running.port}", "list",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    listed = out.decode().split()
+    assert COMMAND_SERVICE_NAME in listed and QUERY_SERVICE_NAME in listed
+    assert "grpc.health.v1.Health" in listed
+
+
+async def test_binding_a_taken_port_fails_loudly(served):
+    running, _, _ = served
+    with pytest.raises(OSError):
+        await start_server(address=f"127.0.0.1:{running.port}", register=lambda s: None,
+                           service_names=[], interceptors=[])
