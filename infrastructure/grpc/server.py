@@ -111,16 +111,18 @@ async def serve_until_signalled(
             installed.append(sig)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
             pass
-    waiters = [asyncio.ensure_future(stop_requested.wait()),
-               asyncio.ensure_future(running.wait_for_termination())]
+    stop_waiter = asyncio.ensure_future(stop_requested.wait())
+    # Never cancel the termination waiter: cancelling it cancels the future that
+    # grpc's own shutdown awaits, and the drain dies with CancelledError.
+    terminated = asyncio.ensure_future(running.wait_for_termination())
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stop_waiter, terminated], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        stop_waiter.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
         _log.info("draining gRPC server", extra={"fields": {"grace_seconds": grace}})
         await running.stop(grace)
+        await asyncio.wait([terminated], timeout=grace + 1)
         for hook in on_shutdown:
             await hook()

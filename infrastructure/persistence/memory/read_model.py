@@ -1,0 +1,253 @@
+"""An in-memory read model: the same ports as the SQLite one, for fast unit tests.
+
+Passes the same contract suite (tests/contract/test_read_model_contract.py). Each
+public read counts one round trip, as the SQLite adapter does.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+from domain.edge import Direction
+from domain.ports import LoggedEvent
+from domain.schema import Schema, schema_from_dict
+from domain.values import PropertyValue
+from domain.views import AccessKind, AdjacencyKey, EdgeView, NodeAccess, NodeView
+
+
+@dataclass
+class _Node:
+    type: str
+    properties: dict[str, PropertyValue]
+    version: int
+    create_time: datetime
+    update_time: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class _Meta:
+    type: str
+    version: int
+    deleted: bool
+    create_time: datetime
+
+
+@dataclass
+class _State:
+    nodes: dict[tuple[str, str], _Node] = field(default_factory=dict)
+    # (graph, node, direction, type, neighbour) -> (properties, create_time)
+    adjacency: dict[tuple[str, str, Direction, str, str], tuple[dict[str, PropertyValue], datetime]] = \
+        field(default_factory=dict)
+    counts: dict[tuple[str, str, str, Direction], int] = field(default_factory=dict)
+    index: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)  # (graph, node) -> {prop: value}
+    index_type: dict[tuple[str, str], str] = field(default_factory=dict)
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: dict[str, int] = field(default_factory=dict)
+
+
+def _us(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+class _Tx:
+    def __init__(self, s: _State) -> None:
+        self.s = s
+
+    def node_meta(self, graph: str, node_id: str) -> _Meta | None:
+        n = self.s.nodes.get((graph, node_id))
+        return None if n is None else _Meta(n.type, n.version, n.deleted, n.create_time)
+
+    def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
+                 version: int, create_time: datetime, update_time: datetime) -> None:
+        self.s.nodes[(graph, node_id)] = _Node(node_type, dict(properties), version, create_time, update_time)
+
+    def tombstone_node(self, graph: str, node_id: str, version: int, update_time: datetime) -> None:
+        n = self.s.nodes.get((graph, node_id))
+        if n is None:
+            self.s.nodes[(graph, node_id)] = _Node("", {}, version, update_time, update_time, True)
+        else:
+            n.properties, n.version, n.update_time, n.deleted = {}, version, update_time, True
+
+    def replace_index_entries(self, graph: str, node_type: str, node_id: str, entries: dict[str, object]) -> None:
+        self.s.index[(graph, node_id)] = dict(entries)
+        self.s.index_type[(graph, node_id)] = node_type
+
+    def nodes_of_type(self, graph: str, node_type: str) -> list[tuple[str, dict[str, PropertyValue]]]:
+        return [(i, dict(n.properties)) for (g, i), n in self.s.nodes.items()
+                if g == graph and n.type == node_type and not n.deleted]
+
+    def add_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str,
+                      properties: dict[str, PropertyValue], create_time: datetime) -> bool:
+        key = (graph, node, direction, edge_type, neighbour)
+        if key in self.s.adjacency:
+            return False
+        self.s.adjacency[key] = (dict(properties), create_time)
+        return True
+
+    def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
+        return self.s.adjacency.pop((graph, node, direction, edge_type, neighbour), None) is not None
+
+    def adjust_count(self, graph: str, node: str, edge_type: str, direction: Direction, delta: int) -> None:
+        key = (graph, node, edge_type, direction)
+        value = self.s.counts.get(key, 0) + delta
+        if value > 0:
+            self.s.counts[key] = value
+        else:
+            self.s.counts.pop(key, None)
+
+    def adjacency_of(self, graph: str, node: str) -> list[tuple[Direction, str, str]]:
+        return [(d, t, nb) for (g, n, d, t, nb) in self.s.adjacency if g == graph and n == node]
+
+    def drop_node_adjacency(self, graph: str, node: str) -> None:
+        for key in [k for k in self.s.adjacency if k[0] == graph and k[1] == node]:
+            del self.s.adjacency[key]
+        for key in [k for k in self.s.counts if k[0] == graph and k[1] == node]:
+            del self.s.counts[key]
+
+    def schema_dict(self, graph: str) -> dict[str, Any] | None:
+        body = self.s.schemas.get(graph)
+        return copy.deepcopy(body) if body is not None else None
+
+    def put_schema(self, graph: str, version: int, body: dict[str, Any]) -> None:
+        self.s.schemas[graph] = copy.deepcopy(body)
+
+
+class InMemoryReadModel:
+    """ReadModel + ProjectionStore over plain dicts."""
+
+    def __init__(self) -> None:
+        self._s = _State()
+        self.round_trips = 0
+
+    # --- ProjectionStore ------------------------------------------------------------
+    async def ensure_schema(self) -> None:
+        return None
+
+    async def position(self, projector: str) -> int:
+        return self._s.checkpoints.get(projector, 0)
+
+    async def apply(self, projector: str, events: Sequence[LoggedEvent],
+                    change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
+        current = self._s.checkpoints.get(projector, 0)
+        fresh = [e for e in events if e.position > current]
+        if not fresh:
+            return current
+        work = copy.deepcopy(self._s)  # all or nothing, like a transaction
+        change(_Tx(work), fresh)
+        work.checkpoints[projector] = fresh[-1].position
+        self._s = work
+        return fresh[-1].position
+
+    async def reset(self, projector: str, position: int = 0) -> None:
+        self._s.checkpoints[projector] = position
+
+    # --- ReadModel ------------------------------------------------------------------
+    def _view(self, graph: str, node_id: str) -> NodeView | None:
+        n = self._s.nodes.get((graph, node_id))
+        if n is None or n.deleted:
+            return None
+        counts = {(t, d): c for (g, i, t, d), c in self._s.counts.items() if g == graph and i == node_id}
+        return NodeView(graph=graph, id=node_id, type=n.type, properties=dict(n.properties), version=n.version,
+                        create_time=n.create_time, update_time=n.update_time, edge_counts=counts)
+
+    def _edge(self, key: tuple[str, str, Direction, str, str]) -> EdgeView:
+        graph, node, direction, edge_type, neighbour = key
+        props, created = self._s.adjacency[key]
+        out = direction is Direction.OUT
+        return EdgeView(graph=graph, source=node if out else neighbour, type=edge_type,
+                        target=neighbour if out else node, properties=dict(props), create_time=created)
+
+    def _list(self, graph: str, key: AdjacencyKey) -> list[tuple[tuple[int, str, str], EdgeView]]:
+        rows = [(k, v) for k, v in self._s.adjacency.items()
+                if k[0] == graph and k[1] == key.node and k[2] is key.direction
+                and (key.edge_type is None or k[3] == key.edge_type)]
+        entries = [((_us(v[1]), k[3], k[4]), self._edge(k)) for k, v in rows]
+        entries.sort(key=lambda e: (-e[0][0], e[0][1], e[0][2]))
+        return entries
+
+    async def get_schema(self, graph: str) -> Schema | None:
+        self.round_trips += 1
+        body = self._s.schemas.get(graph)
+        return schema_from_dict(copy.deepcopy(body)) if body is not None else None
+
+    async def get_nodes(self, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+        if not ids:
+            return {}
+        self.round_trips += 1
+        out = {}
+        for i in ids:
+            view = self._view(graph, i)
+            if view is not None:
+                out[i] = view
+        return out
+
+    async def get_edge(self, graph: str, source: str, edge_type: str, target: str) -> EdgeView | None:
+        self.round_trips += 1
+        key = (graph, source, Direction.OUT, edge_type, target)
+        return self._edge(key) if key in self._s.adjacency else None
+
+    async def count_edges(self, graph: str, node: str, edge_type: str, direction: Direction) -> int:
+        self.round_trips += 1
+        return self._s.counts.get((graph, node, edge_type, direction), 0)
+
+    async def list_adjacency(self, graph: str, key: AdjacencyKey, *, limit: int,
+                             after: tuple[int, str, str] | None = None,
+                             created_after_us: int | None = None,
+                             created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
+        self.round_trips += 1
+        out = []
+        for cursor, edge in self._list(graph, key):
+            if created_after_us is not None and cursor[0] <= created_after_us:
+                continue
+            if created_before_us is not None and cursor[0] >= created_before_us:
+                continue
+            if after is not None and not (cursor[0] < after[0] or (cursor[0] == after[0] and cursor[1:] > after[1:])):
+                continue
+            out.append((cursor, edge))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
+                             limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
+        if not keys:
+            return {}
+        self.round_trips += 1
+        return {k: [e for _, e in self._list(graph, k)[:limit_per_key]] for k in dict.fromkeys(keys)}
+
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
+                         limit: int) -> list[tuple[tuple, NodeView]]:
+        self.round_trips += 1
+        rows: list[tuple[tuple, str]] = []
+        if access.kind is AccessKind.TYPE_SCAN:
+            rows = [((i,), i) for (g, i), n in self._s.nodes.items()
+                    if g == graph and n.type == access.node_type and not n.deleted]
+        else:
+            for (g, i), entries in self._s.index.items():
+                if g != graph or self._s.index_type.get((g, i)) != access.node_type or access.property not in entries:
+                    continue
+                v = entries[access.property]
+                if access.kind is AccessKind.INDEX_RANGE:
+                    if access.lower is not None and (v < access.lower or (v == access.lower and not access.lower_inclusive)):  # type: ignore[operator]
+                        continue
+                    if access.upper is not None and (v > access.upper or (v == access.upper and not access.upper_inclusive)):  # type: ignore[operator]
+                        continue
+                    rows.append(((v, i), i))
+                elif v == access.value and isinstance(v, str) == isinstance(access.value, str):
+                    rows.append(((i,), i))
+        desc = access.kind is AccessKind.INDEX_RANGE and access.descending
+        rows.sort(key=lambda r: r[0], reverse=desc)
+        if after is not None:
+            rows = [r for r in rows if (r[0] < tuple(after) if desc else r[0] > tuple(after))]
+        out = []
+        for key, i in rows:
+            view = self._view(graph, i)
+            if view is not None:
+                out.append((key, view))
+            if len(out) >= limit:
+                break
+        return out

@@ -1,0 +1,399 @@
+"""The query side's read model in SQLite (tables prefixed ``rm_``).
+
+Reads go through a ``SqliteReaderPool``; the projector writes through its own
+``SqliteConnection`` (``SqliteProjectionStore``). Every public read is ONE hop to a
+connection thread (one round trip, counted in ``round_trips``) however many keys
+it carries: ``IN (...)`` lists and a VALUES-joined window query for adjacency.
+
+``rm_node_index.value`` is declared without a type, so it has no affinity: ints and
+doubles compare numerically, strings lexically, and timestamps are stored as epoch
+microseconds (``domain.values.sortable``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+from domain.edge import Direction
+from domain.ports import LoggedEvent
+from domain.schema import Schema, schema_from_dict
+from domain.values import PropertyValue, properties_from_json, properties_json
+from domain.views import AdjacencyKey, EdgeView, NodeAccess, NodeView
+
+READ_MODEL_DDL = """
+CREATE TABLE IF NOT EXISTS rm_nodes (
+    graph       TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    properties  TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    create_time TEXT NOT NULL,
+    update_time TEXT NOT NULL,
+    deleted     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (graph, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rm_nodes_by_type ON rm_nodes (graph, type, deleted, id);
+
+CREATE TABLE IF NOT EXISTS rm_edge_counts (
+    graph     TEXT NOT NULL,
+    node      TEXT NOT NULL,
+    edge_type TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (graph, node, edge_type, direction)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rm_adjacency (
+    graph       TEXT NOT NULL,
+    node        TEXT NOT NULL,
+    direction   TEXT NOT NULL,
+    edge_type   TEXT NOT NULL,
+    neighbour   TEXT NOT NULL,
+    properties  TEXT NOT NULL,
+    create_us   INTEGER NOT NULL,
+    create_time TEXT NOT NULL,
+    PRIMARY KEY (graph, node, direction, edge_type, neighbour)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rm_adjacency_newest
+    ON rm_adjacency (graph, node, direction, edge_type, create_us DESC, neighbour);
+CREATE INDEX IF NOT EXISTS rm_adjacency_newest_any_type
+    ON rm_adjacency (graph, node, direction, create_us DESC, edge_type, neighbour);
+
+CREATE TABLE IF NOT EXISTS rm_node_index (
+    graph    TEXT NOT NULL,
+    type     TEXT NOT NULL,
+    property TEXT NOT NULL,
+    value,
+    node     TEXT NOT NULL,
+    PRIMARY KEY (graph, type, property, value, node)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rm_node_index_by_node ON rm_node_index (graph, node);
+
+CREATE TABLE IF NOT EXISTS rm_schemas (
+    graph   TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS rm_checkpoints (
+    projector TEXT PRIMARY KEY,
+    position  INTEGER NOT NULL
+);
+"""
+
+# SQLite's default host-parameter limit is 32766; stay far below it.
+MAX_KEYS_PER_STATEMENT = 500
+
+
+def _us(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000)
+
+
+def _ts(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _chunks(items: Sequence[Any], size: int = MAX_KEYS_PER_STATEMENT) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _edge_from_row(graph: str, row: sqlite3.Row) -> EdgeView:
+    node, neighbour = row["node"], row["neighbour"]
+    out = row["direction"] == Direction.OUT.value
+    return EdgeView(graph=graph, source=node if out else neighbour, type=row["edge_type"],
+                    target=neighbour if out else node, properties=properties_from_json(row["properties"]),
+                    create_time=_ts(row["create_time"]))
+
+
+def _nodes_sync(conn: sqlite3.Connection, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+    rows: list[sqlite3.Row] = []
+    counts: dict[str, dict[tuple[str, Direction], int]] = {}
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(f"SELECT * FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
+                             (graph, *chunk)).fetchall()
+        for r in conn.execute(f"SELECT node, edge_type, direction, count FROM rm_edge_counts "
+                              f"WHERE graph = ? AND count > 0 AND node IN ({marks})", (graph, *chunk)):
+            counts.setdefault(r["node"], {})[(r["edge_type"], Direction(r["direction"]))] = int(r["count"])
+    return {r["id"]: _node_from_row(r, counts.get(r["id"], {})) for r in rows}
+
+
+def _node_from_row(row: sqlite3.Row, counts: dict[tuple[str, Direction], int]) -> NodeView:
+    return NodeView(graph=row["graph"], id=row["id"], type=row["type"],
+                    properties=properties_from_json(row["properties"]), version=int(row["version"]),
+                    create_time=_ts(row["create_time"]), update_time=_ts(row["update_time"]), edge_counts=counts)
+
+
+class SqliteReadModel:
+    """ReadModel port over a reader pool (or any object with ``async run(fn)``)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self.round_trips = 0
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        self.round_trips += 1
+        return await self._db.run(fn)
+
+    async def get_schema(self, graph: str) -> Schema | None:
+        def q(c: sqlite3.Connection) -> Schema | None:
+            row = c.execute("SELECT body FROM rm_schemas WHERE graph = ?", (graph,)).fetchone()
+            return schema_from_dict(json.loads(row["body"])) if row else None
+        return await self._run(q)
+
+    async def get_nodes(self, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+        if not ids:
+            return {}
+        return await self._run(lambda c: _nodes_sync(c, graph, ids))
+
+    async def get_edge(self, graph: str, source: str, edge_type: str, target: str) -> EdgeView | None:
+        def q(c: sqlite3.Connection) -> EdgeView | None:
+            row = c.execute("SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = 'OUT' "
+                            "AND edge_type = ? AND neighbour = ?", (graph, source, edge_type, target)).fetchone()
+            return _edge_from_row(graph, row) if row else None
+        return await self._run(q)
+
+    async def count_edges(self, graph: str, node: str, edge_type: str, direction: Direction) -> int:
+        def q(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT count FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? "
+                            "AND direction = ?", (graph, node, edge_type, direction.value)).fetchone()
+            return int(row["count"]) if row else 0
+        return await self._run(q)
+
+    async def list_adjacency(self, graph: str, key: AdjacencyKey, *, limit: int,
+                             after: tuple[int, str, str] | None = None,
+                             created_after_us: int | None = None,
+                             created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
+        sql = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
+        params: list[Any] = [graph, key.node, key.direction.value]
+        if key.edge_type is not None:
+            sql += " AND edge_type = ?"
+            params.append(key.edge_type)
+        if created_after_us is not None:
+            sql += " AND create_us > ?"
+            params.append(created_after_us)
+        if created_before_us is not None:
+            sql += " AND create_us < ?"
+            params.append(created_before_us)
+        if after is not None:
+            sql += " AND (create_us < ? OR (create_us = ? AND (edge_type, neighbour) > (?, ?)))"
+            params += [after[0], after[0], after[1], after[2]]
+        sql += " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
+        params.append(limit)
+
+        def q(c: sqlite3.Connection) -> list[tuple[tuple[int, str, str], EdgeView]]:
+            return [((int(r["create_us"]), r["edge_type"], r["neighbour"]), _edge_from_row(graph, r))
+                    for r in c.execute(sql, params)]
+        return await self._run(q)
+
+    async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
+                             limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return {}
+
+        def q(c: sqlite3.Connection) -> dict[AdjacencyKey, list[EdgeView]]:
+            out: dict[AdjacencyKey, list[EdgeView]] = {k: [] for k in keys}
+            for chunk in _chunks(keys):
+                values = ",".join("(?, ?, ?, ?)" for _ in chunk)
+                params: list[Any] = []
+                for i, k in enumerate(chunk):
+                    params += [i, k.node, k.direction.value, k.edge_type]
+                sql = (
+                    f"WITH keys(k, node, direction, edge_type) AS (VALUES {values}) "
+                    "SELECT * FROM (SELECT keys.k AS k, a.*, ROW_NUMBER() OVER ("
+                    "  PARTITION BY keys.k ORDER BY a.create_us DESC, a.edge_type, a.neighbour) AS rn "
+                    "  FROM keys JOIN rm_adjacency a ON a.graph = ? AND a.node = keys.node "
+                    "  AND a.direction = keys.direction "
+                    "  AND (keys.edge_type IS NULL OR a.edge_type = keys.edge_type)) "
+                    "WHERE rn <= ? ORDER BY k, rn"
+                )
+                for row in c.execute(sql, (*params, graph, limit_per_key)):
+                    out[chunk[row["k"]]].append(_edge_from_row(graph, row))
+            return out
+        return await self._run(q)
+
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
+                         limit: int) -> list[tuple[tuple, NodeView]]:
+        kind = access.kind.value
+        params: list[Any]
+        if kind == "TYPE_SCAN":
+            sql = "SELECT n.* FROM rm_nodes n WHERE n.graph = ? AND n.type = ? AND n.deleted = 0"
+            params = [graph, access.node_type]
+            if after is not None:
+                sql += " AND n.id > ?"
+                params.append(after[0])
+            sql += " ORDER BY n.id LIMIT ?"
+        else:
+            sql = ("SELECT n.*, i.value AS index_value FROM rm_node_index i JOIN rm_nodes n "
+                   "ON n.graph = i.graph AND n.id = i.node AND n.deleted = 0 "
+                   "WHERE i.graph = ? AND i.type = ? AND i.property = ?")
+            params = [graph, access.node_type, access.property]
+            if kind in ("UNIQUE", "INDEX_EQ"):
+                sql += " AND i.value = ?"
+                params.append(access.value)
+                if after is not None:
+                    sql += " AND i.node > ?"
+                    params.append(after[0])
+                sql += " ORDER BY i.node LIMIT ?"
+            else:
+                if access.lower is not None:
+                    sql += f" AND i.value {'>=' if access.lower_inclusive else '>'} ?"
+                    params.append(access.lower)
+                if access.upper is not None:
+                    sql += f" AND i.value {'<=' if access.upper_inclusive else '<'} ?"
+                    params.append(access.upper)
+                if after is not None:
+                    sql += f" AND (i.value, i.node) {'<' if access.descending else '>'} (?, ?)"
+                    params += [after[0], after[1]]
+                order = "DESC" if access.descending else "ASC"
+                sql += f" ORDER BY i.value {order}, i.node {order} LIMIT ?"
+        params.append(limit)
+        range_scan = kind == "INDEX_RANGE"
+
+        def q(c: sqlite3.Connection) -> list[tuple[tuple, NodeView]]:
+            rows = c.execute(sql, params).fetchall()
+            views = _nodes_sync(c, graph, [r["id"] for r in rows])  # counts, same hop
+            out = []
+            for r in rows:
+                view = views.get(r["id"])
+                if view is not None:
+                    out.append(((r["index_value"], r["id"]) if range_scan else (r["id"],), view))
+            return out
+        return await self._run(q)
+
+
+class SqliteProjectionTransaction:
+    """``ProjectionTransaction`` primitives over an open sqlite3 transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    def node_meta(self, graph: str, node_id: str) -> Any:
+        from_row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
+                                  (graph, node_id)).fetchone()
+        if from_row is None:
+            return None
+        return _NodeMeta(from_row["type"], int(from_row["version"]), bool(from_row["deleted"]),
+                         _ts(from_row["create_time"]))
+
+    def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
+                 version: int, create_time: datetime, update_time: datetime) -> None:
+        self.c.execute(
+            "INSERT INTO rm_nodes (graph, id, type, properties, version, create_time, update_time, deleted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (graph, id) DO UPDATE SET type = excluded.type, "
+            "properties = excluded.properties, version = excluded.version, create_time = excluded.create_time, "
+            "update_time = excluded.update_time, deleted = 0",
+            (graph, node_id, node_type, properties_json(properties), version, create_time.isoformat(),
+             update_time.isoformat()))
+
+    def tombstone_node(self, graph: str, node_id: str, version: int, update_time: datetime) -> None:
+        cur = self.c.execute("UPDATE rm_nodes SET deleted = 1, properties = '{}', version = ?, update_time = ? "
+                             "WHERE graph = ? AND id = ?", (version, update_time.isoformat(), graph, node_id))
+        if cur.rowcount == 0:  # deleted before we ever saw it: still remember the version
+            self.c.execute("INSERT INTO rm_nodes (graph, id, type, properties, version, create_time, update_time, "
+                           "deleted) VALUES (?, ?, '', '{}', ?, ?, ?, 1)",
+                           (graph, node_id, version, update_time.isoformat(), update_time.isoformat()))
+
+    def replace_index_entries(self, graph: str, node_type: str, node_id: str, entries: dict[str, object]) -> None:
+        self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", (graph, node_id))
+        self.c.executemany("INSERT OR IGNORE INTO rm_node_index (graph, type, property, value, node) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(graph, node_type, prop, value, node_id) for prop, value in entries.items()])
+
+    def nodes_of_type(self, graph: str, node_type: str) -> list[tuple[str, dict[str, PropertyValue]]]:
+        return [(r["id"], properties_from_json(r["properties"])) for r in self.c.execute(
+            "SELECT id, properties FROM rm_nodes WHERE graph = ? AND type = ? AND deleted = 0", (graph, node_type))]
+
+    def add_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str,
+                      properties: dict[str, PropertyValue], create_time: datetime) -> bool:
+        cur = self.c.execute(
+            "INSERT OR IGNORE INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, create_us, "
+            "create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (graph, node, direction.value, edge_type, neighbour, properties_json(properties), _us(create_time),
+             create_time.isoformat()))
+        return cur.rowcount > 0
+
+    def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
+        cur = self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
+                             "AND edge_type = ? AND neighbour = ?", (graph, node, direction.value, edge_type, neighbour))
+        return cur.rowcount > 0
+
+    def adjust_count(self, graph: str, node: str, edge_type: str, direction: Direction, delta: int) -> None:
+        self.c.execute("INSERT INTO rm_edge_counts (graph, node, edge_type, direction, count) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (graph, node, edge_type, direction) DO UPDATE SET count = count + excluded.count",
+                       (graph, node, edge_type, direction.value, delta))
+        self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? AND direction = ? "
+                       "AND count <= 0", (graph, node, edge_type, direction.value))
+
+    def adjacency_of(self, graph: str, node: str) -> list[tuple[Direction, str, str]]:
+        return [(Direction(r["direction"]), r["edge_type"], r["neighbour"]) for r in self.c.execute(
+            "SELECT direction, edge_type, neighbour FROM rm_adjacency WHERE graph = ? AND node = ?", (graph, node))]
+
+    def drop_node_adjacency(self, graph: str, node: str) -> None:
+        self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ?", (graph, node))
+        self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ?", (graph, node))
+
+    def schema_dict(self, graph: str) -> dict[str, Any] | None:
+        row = self.c.execute("SELECT body FROM rm_schemas WHERE graph = ?", (graph,)).fetchone()
+        return json.loads(row["body"]) if row else None
+
+    def put_schema(self, graph: str, version: int, body: dict[str, Any]) -> None:
+        self.c.execute("INSERT INTO rm_schemas (graph, version, body) VALUES (?, ?, ?) ON CONFLICT (graph) DO UPDATE "
+                       "SET version = excluded.version, body = excluded.body",
+                       (graph, version, json.dumps(body, separators=(",", ":"), sort_keys=True)))
+
+
+class _NodeMeta:
+    __slots__ = ("type", "version", "deleted", "create_time")
+
+    def __init__(self, type_: str, version: int, deleted: bool, create_time: datetime) -> None:
+        self.type, self.version, self.deleted, self.create_time = type_, version, deleted, create_time
+
+
+class SqliteProjectionStore:
+    """The projector's writer: applies a batch and moves the checkpoint in ONE transaction."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    async def ensure_schema(self) -> None:
+        await self._db.run(lambda c: c.executescript(READ_MODEL_DDL))
+
+    async def position(self, projector: str) -> int:
+        def q(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT position FROM rm_checkpoints WHERE projector = ?", (projector,)).fetchone()
+            return int(row["position"]) if row else 0
+        return await self._db.run(q)
+
+    async def apply(self, projector: str, events: Sequence[LoggedEvent],
+                    change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
+        if not events:
+            return await self.position(projector)
+        last = events[-1].position
+
+        def txn(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                row = c.execute("SELECT position FROM rm_checkpoints WHERE projector = ?", (projector,)).fetchone()
+                current = int(row["position"]) if row else 0
+                fresh = [e for e in events if e.position > current]
+                if fresh:
+                    change(SqliteProjectionTransaction(c), fresh)
+                    c.execute("INSERT INTO rm_checkpoints (projector, position) VALUES (?, ?) ON CONFLICT (projector) "
+                              "DO UPDATE SET position = excluded.position", (projector, last))
+                c.execute("COMMIT")
+                return max(current, last)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return await self._db.run(txn)
+
+    async def reset(self, projector: str, position: int = 0) -> None:
+        await self._db.run(lambda c: c.execute(
+            "INSERT INTO rm_checkpoints (projector, position) VALUES (?, ?) ON CONFLICT (projector) "
+            "DO UPDATE SET position = excluded.position", (projector, position)))

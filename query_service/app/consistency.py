@@ -1,0 +1,66 @@
+"""Read consistency: latest projected state by default, or wait for a position.
+
+``at_least_token`` carries the log positions a write produced, signed by the
+command side as ``{"p": {"<shard>": position}}``; ``fully_consistent`` waits for
+the event log's current head. Either waits at most the call's remaining deadline
+(capped), then fails UNAVAILABLE with RetryInfo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from domain.errors import FieldViolation, Reason, Unavailable, ValidationFailed
+from domain.ports import EventLog
+from query_service.app.ports import ProjectionProgress, TokenSigner
+
+SHARD = "0"
+
+
+@dataclass(frozen=True)
+class Consistency:
+    at_least_token: str = ""
+    fully_consistent: bool = False
+
+
+LATEST = Consistency()
+
+
+class ConsistencyGate:
+    def __init__(self, *, signer: TokenSigner, progress: ProjectionProgress, event_log: EventLog,
+                 time_remaining: Callable[[], float | None], max_wait: float = 5.0) -> None:
+        self._signer = signer
+        self._progress = progress
+        self._log = event_log
+        self._remaining = time_remaining
+        self._max_wait = max_wait
+
+    def required_position(self, token: str, field: str = "consistency.at_least_token") -> int:
+        payload = self._signer.verify(token, field=field, reason=Reason.INVALID_CONSISTENCY_TOKEN)
+        positions = payload.get("p") if isinstance(payload, dict) else None
+        value = positions.get(SHARD) if isinstance(positions, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValidationFailed(f"{field} is not a consistency token this service issued",
+                                   reason=Reason.INVALID_CONSISTENCY_TOKEN,
+                                   violations=[FieldViolation(field, "not a consistency token")])
+        return value
+
+    async def ensure(self, consistency: Consistency | None) -> None:
+        if consistency is None or (not consistency.at_least_token and not consistency.fully_consistent):
+            return
+        if consistency.at_least_token:
+            required = self.required_position(consistency.at_least_token)
+        else:
+            required = await self._log.head()
+        if self._progress.position() >= required:
+            return
+        remaining = self._remaining()
+        wait = self._max_wait if remaining is None else max(0.0, min(self._max_wait, remaining - 0.01))
+        if await self._progress.wait_for(required, wait):
+            return
+        raise Unavailable(
+            f"the read model has not reached position {required} yet (at {self._progress.position()}); retry",
+            reason=Reason.CONSISTENCY_NOT_REACHED, retry_after_seconds=0.2,
+            metadata={"required_position": str(required), "projected_position": str(self._progress.position())},
+        )

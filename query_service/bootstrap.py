@@ -1,0 +1,82 @@
+"""Composition root of the query service: the ONLY place adapters are chosen.
+
+Runs inside the event loop (never at import). A missing setting has already failed
+in ``Settings.from_env``; nothing here falls back silently.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from domain.ports import EventLog
+from infrastructure.config import Settings
+from infrastructure.grpc.context import time_remaining
+from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
+from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, SqliteEventLog
+from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL, SqliteProjectionStore, SqliteReadModel
+from infrastructure.tokens import TokenSigner
+from query_service.app.application import Queries, QueryApplication
+from query_service.app.consistency import ConsistencyGate
+from query_service.app.paging import PageTokens
+from query_service.app.ports import ProjectionStore, ReadModel
+from query_service.app.queries.batch_get_nodes import BatchGetNodesHandler
+from query_service.app.queries.count_edges import CountEdgesHandler
+from query_service.app.queries.find_path import FindPathHandler
+from query_service.app.queries.get_edge import GetEdgeHandler
+from query_service.app.queries.get_node import GetNodeHandler
+from query_service.app.queries.get_schema import GetSchemaHandler
+from query_service.app.queries.list_edges import ListEdgesHandler
+from query_service.app.queries.list_nodes import ListNodesHandler
+from query_service.app.queries.traverse import TraverseHandler
+from query_service.app.queries.watch_events import WatchEventsHandler
+from query_service.planning.planner import QueryPlanner
+from query_service.projection.progress import ProjectionProgress
+from query_service.projection.projector import PROJECTOR_NAME, Projector
+
+READER_POOL_SIZE = 4
+
+
+def build_application(*, read_model: ReadModel, store: ProjectionStore, event_log: EventLog, signer: TokenSigner,
+                      projector_enabled: bool, poll_interval: float = 0.05,
+                      time_remaining: Callable[[], float | None] = time_remaining,
+                      traverse_engine: str = "batched", max_consistency_wait: float = 5.0) -> QueryApplication:
+    """The same wiring for production and component tests (any adapters)."""
+    if projector_enabled:
+        progress = ProjectionProgress()
+    else:  # another process projects: follow its stored checkpoint
+        progress = ProjectionProgress(refresh=lambda: store.position(PROJECTOR_NAME), poll_interval=poll_interval)
+    projector = Projector(log=event_log, store=store, progress=progress,
+                          poll_interval=poll_interval) if projector_enabled else None
+    gate = ConsistencyGate(signer=signer, progress=progress, event_log=event_log, time_remaining=time_remaining,
+                           max_wait=max_consistency_wait)
+    tokens = PageTokens(signer)
+    queries = Queries(
+        get_schema=GetSchemaHandler(read_model, gate),
+        get_node=GetNodeHandler(read_model, gate),
+        batch_get_nodes=BatchGetNodesHandler(read_model, gate),
+        get_edge=GetEdgeHandler(read_model, gate),
+        count_edges=CountEdgesHandler(read_model, gate),
+        list_edges=ListEdgesHandler(read_model, gate, tokens),
+        list_nodes=ListNodesHandler(read_model, gate, tokens, QueryPlanner()),
+        traverse=TraverseHandler(read_model, gate, time_remaining=time_remaining, engine=traverse_engine),
+        find_path=FindPathHandler(read_model, gate),
+        watch_events=WatchEventsHandler(event_log, poll_interval=max(poll_interval, 0.05)),
+    )
+    return QueryApplication(queries=queries, projector=projector)
+
+
+async def bootstrap(settings: Settings) -> QueryApplication:
+    writer = await SqliteConnection(settings.db_path, name="sqlite-read-model-writer").open()
+    # The query service may start before the command service: create what it reads.
+    await writer.execute_script(EVENT_LOG_DDL + READ_MODEL_DDL)
+    readers = await SqliteReaderPool(settings.db_path, size=READER_POOL_SIZE).open()
+    store = SqliteProjectionStore(writer)
+    app = build_application(
+        read_model=SqliteReadModel(readers), store=store, event_log=SqliteEventLog(readers),
+        signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
+        poll_interval=settings.projector_poll_interval_ms / 1000.0,
+        traverse_engine=getattr(settings, "traverse_engine", "batched"))
+    if app.projector is not None:
+        await app.projector.start_position()  # type: ignore[attr-defined]
+    app.closers += [writer.close, readers.close]
+    return app

@@ -1,0 +1,82 @@
+"""The projector: event log -> read model, exactly once per event.
+
+Each batch is applied and the checkpoint advanced in ONE store transaction, so a
+crash between the two cannot happen; a replayed batch is skipped by the store
+(positions at or below the checkpoint) and by the version rules in ``apply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from domain.errors import DomainError
+from domain.ports import EventLog
+from query_service.app.ports import ProjectionStore
+from query_service.projection.apply import apply_events
+from query_service.projection.progress import ProjectionProgress
+
+_log = logging.getLogger("edgewise.query.projector")
+
+PROJECTOR_NAME = "read_model"
+
+
+class Projector:
+    def __init__(self, *, log: EventLog, store: ProjectionStore, progress: ProjectionProgress,
+                 name: str = PROJECTOR_NAME, batch_size: int = 500, poll_interval: float = 0.05,
+                 on_applied=None) -> None:
+        self._log = log
+        self._store = store
+        self.progress = progress
+        self.name = name
+        self._batch_size = batch_size
+        self._poll = poll_interval
+        self._stopping = asyncio.Event()
+        self._on_applied = on_applied  # e.g. cache invalidation: called with the batch
+        self.batches_applied = 0
+
+    async def start_position(self) -> int:
+        position = await self._store.position(self.name)
+        self.progress.advance(position)
+        return position
+
+    async def run_once(self) -> int:
+        """Apply one batch if there is one; returns how many events it held."""
+        position = await self._store.position(self.name)
+        self.progress.advance(position)
+        batch = await self._log.read_after(position, self._batch_size)
+        if not batch:
+            return 0
+        new_position = await self._store.apply(self.name, batch, apply_events)
+        self.batches_applied += 1
+        self.progress.advance(new_position)
+        if self._on_applied is not None:
+            self._on_applied(batch)
+        return len(batch)
+
+    async def catch_up(self) -> int:
+        """Apply batches until the log is drained; returns how many events were read."""
+        total = 0
+        while True:
+            n = await self.run_once()
+            total += n
+            if n == 0:
+                return total
+
+    async def run(self) -> None:
+        """Follow the log until ``stop()``; a stop lets the current batch commit first."""
+        await self.start_position()
+        while not self._stopping.is_set():
+            try:
+                n = await self.run_once()
+            except DomainError as exc:  # storage busy/unavailable: retry after a pause, never drop
+                _log.warning("projection batch failed, retrying: %r", exc)
+                n = 0
+            if n == 0 or n < self._batch_size:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+                except asyncio.TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,127 @@
+"""The projector and the query application on a real SQLite file."""
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from domain.edge import Direction
+from domain.errors import Reason, Unavailable
+from infrastructure.config import Settings
+from infrastructure.persistence.sqlite.read_model import SqliteProjectionStore
+from infrastructure.persistence.sqlite.connection import SqliteConnection
+from infrastructure.tokens import TokenSigner
+from query_service.app.consistency import Consistency
+from query_service.app.queries.get_node import GetNode
+from query_service.app.queries.list_edges import ListEdges
+from query_service.app.queries.traverse import Traverse, TraversalStep
+from query_service.bootstrap import bootstrap
+from query_service.projection.projector import PROJECTOR_NAME
+from tests.query_support import SECRET, Events, init_db, logged, write_events
+
+pytestmark = pytest.mark.integration
+
+
+def dump(path: str) -> dict:
+    conn = sqlite3.connect(path)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in
+                ("rm_nodes", "rm_edge_counts", "rm_adjacency", "rm_node_index", "rm_schemas")}
+    finally:
+        conn.close()
+
+
+def history(ev: Events) -> list:
+    return [ev.schema(), *[ev.create(f"u{i}", email=f"{i}@x", age=i) for i in range(6)],
+            *[ev.link(f"u{i}", f"u{(i + 1) % 6}") for i in range(6)], ev.link("u0", "u3"),
+            ev.update("u1", email="one@x", age=10), ev.unlink("u0", "u3"), ev.delete("u2"),
+            ev.unlink("u1", "u2"), ev.unlink("u2", "u3"), ev.link("u0", "u4")]
+
+
+@pytest.fixture
+async def app(tmp_path):
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    application = await bootstrap(Settings(db_path=path, token_secret=SECRET, projector_poll_interval_ms=10))
+    application.path = path
+    yield application
+    if application.projector is not None:
+        application.projector.stop()
+    await application.close()
+
+
+async def test_replaying_the_log_from_zero_changes_nothing(app):
+    write_events(app.path, history(Events()))
+    await app.projector.catch_up()
+    first = dump(app.path)
+    assert first["rm_adjacency"] and first["rm_node_index"]
+    store = app.projector._store
+    await store.reset(PROJECTOR_NAME, 0)
+    await app.projector.catch_up()
+    assert dump(app.path) == first
+    await store.reset(PROJECTOR_NAME, 7)  # and from the middle
+    await app.projector.catch_up()
+    assert dump(app.path) == first
+
+
+async def test_deleted_node_is_gone_with_its_adjacency(app):
+    write_events(app.path, history(Events()))
+    await app.projector.catch_up()
+    q = app.queries
+    with pytest.raises(Exception):
+        await q.get_node(GetNode("g", "u2"))
+    conn = sqlite3.connect(app.path)
+    rows = conn.execute("SELECT * FROM rm_adjacency WHERE node = 'u2' OR neighbour = 'u2'").fetchall()
+    conn.close()
+    assert rows == []
+    u1 = await q.get_node(GetNode("g", "u1"))
+    assert u1.edge_counts == {("follows", Direction.IN): 1}
+    page = await q.list_edges(ListEdges("g", "u0", Direction.OUT))
+    assert [e.target for e in page.edges] == ["u4", "u1"]
+
+
+async def test_checkpoint_commits_with_the_batch(tmp_path):
+    path = str(tmp_path / "x.db")
+    init_db(path)
+    writer = await SqliteConnection(path).open()
+    store = SqliteProjectionStore(writer)
+    ev = Events()
+    from query_service.projection.apply import apply_events
+
+    def half_then_fail(tx, events):
+        apply_events(tx, events[:2])
+        raise RuntimeError("crash mid-batch")
+
+    with pytest.raises(RuntimeError):
+        await store.apply(PROJECTOR_NAME, logged([ev.schema(), ev.create("a"), ev.create("b")]), half_then_fail)
+    assert await store.position(PROJECTOR_NAME) == 0
+    assert dump(path)["rm_nodes"] == [] and dump(path)["rm_schemas"] == []
+    await writer.close()
+
+
+async def test_read_your_writes_with_the_projector_running(app):
+    signer = TokenSigner(SECRET)
+    task = asyncio.create_task(app.projector.run())
+    try:
+        ev = Events()
+        pos = write_events(app.path, [ev.schema(), ev.create("a", age=1)])
+        token = signer.sign({"p": {"0": pos}})
+        view = await app.queries.get_node(GetNode("g", "a", Consistency(at_least_token=token)))
+        assert view.properties == {"age": 1}
+        pos = write_events(app.path, [ev.create("b"), ev.link("a", "b")])
+        r = await app.queries.traverse(Traverse("g", "a", (TraversalStep("follows", Direction.OUT),),
+                                                consistency=Consistency(at_least_token=signer.sign({"p": {"0": pos}}))))
+        assert [n.id for n in r.nodes] == ["a", "b"]
+        assert (await app.queries.get_node(GetNode("g", "b", Consistency(fully_consistent=True)))).id == "b"
+
+        gate = app.queries.get_node._gate
+        gate._max_wait = 0.2
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as err:
+            await app.queries.get_node(GetNode("g", "a", Consistency(at_least_token=signer.sign({"p": {"0": pos + 99}}))))
+        assert err.value.reason == Reason.CONSISTENCY_NOT_REACHED
+        assert time.monotonic() - started < 1.0
+    finally:
+        app.projector.stop()
+        await task

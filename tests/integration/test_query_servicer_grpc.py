@@ -1,0 +1,73 @@
+"""The query servicer over a real gRPC server (translation + error mapping)."""
+
+import grpc
+import pytest
+
+from edgewise.graph.v1 import query_service_pb2 as qpb
+from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
+from edgewise.graph.v1 import resources_pb2 as pb
+from infrastructure.config import Settings
+from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.server import start_server
+from query_service.bootstrap import bootstrap
+from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
+from tests.query_support import SECRET, Events, init_db, write_events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def stub(tmp_path):
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    ev = Events()
+    write_events(path, [ev.schema(), ev.create("a", age=1, email="a@x"), ev.create("b", age=2), ev.link("a", "b")])
+    app = await bootstrap(Settings(db_path=path, token_secret=SECRET))
+    await app.projector.catch_up()
+    running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
+                                 interceptors=default_interceptors())
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    yield qgrpc.GraphQueryServiceStub(channel)
+    await channel.close()
+    await running.stop(0)
+    await app.close()
+
+
+async def test_rpcs_translate(stub):
+    node = (await stub.GetNode(qpb.GetNodeRequest(name="graphs/g/nodes/a"))).node
+    assert node.name == "graphs/g/nodes/a" and node.properties["age"].int_value == 1
+    assert node.edge_counts[0].edge_type == "follows" and node.edge_counts[0].count == 1
+    r = await stub.ListNodes(qpb.ListNodesRequest(parent="graphs/g", type="User", filter="age >= 1",
+                                                  order_by="age desc", explain=True))
+    assert [n.name for n in r.nodes] == ["graphs/g/nodes/b", "graphs/g/nodes/a"]
+    assert r.plan == "INDEX_RANGE(User.age) DESC"
+    t = await stub.Traverse(qpb.TraverseRequest(start="graphs/g/nodes/a", steps=[
+        qpb.TraversalStep(edge_type="follows", direction=pb.DIRECTION_OUT)]))
+    assert [lv.node_names for lv in t.levels] == [["graphs/g/nodes/a"], ["graphs/g/nodes/b"]]
+    p = await stub.FindPath(qpb.FindPathRequest(source="graphs/g/nodes/a", target="graphs/g/nodes/b"))
+    assert p.found and list(p.node_names) == ["graphs/g/nodes/a", "graphs/g/nodes/b"]
+    e = await stub.ListEdges(qpb.ListEdgesRequest(name="graphs/g/nodes/b", direction=pb.DIRECTION_IN,
+                                                  include_neighbors=True))
+    assert e.edges[0].source == "graphs/g/nodes/a" and e.neighbors[0].name == "graphs/g/nodes/a"
+    c = await stub.CountEdges(qpb.CountEdgesRequest(name="graphs/g/nodes/a", edge_type="follows",
+                                                    direction=pb.DIRECTION_OUT))
+    assert c.count == 1
+    s = await stub.GetSchema(qpb.GetSchemaRequest(graph="graphs/g"))
+    assert s.schema.version == 1
+    stream = stub.WatchEvents(qpb.WatchEventsRequest(parent="graphs/g"))
+    first = await stream.read()
+    assert first.event.position == 1 and first.event.type == "SchemaApplied"
+    stream.cancel()
+
+
+async def test_errors_map_to_statuses(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetNode(qpb.GetNodeRequest(name="graphs/g/nodes/zz"))
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListNodes(qpb.ListNodesRequest(parent="graphs/g", type="User", filter="age >"))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetNode(qpb.GetNodeRequest(name="graphs/g/nodes/a",
+                                              consistency=pb.ReadConsistency(at_least_token="garbage")))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT

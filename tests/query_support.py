@@ -1,0 +1,105 @@
+"""Helpers for query-side tests: build events and write them straight into an event log."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+from domain.events import (
+    DomainEvent, EdgeAdded, EdgeRemoved, NodeCreated, NodeDeleted, NodeUpdated, SchemaApplied,
+)
+from domain.ports import LoggedEvent
+from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema, schema_to_dict
+from domain.values import PropertyKind
+from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, append_events
+from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SECRET = b"test-secret-0123456789abcdef"
+
+USER = NodeType("User", (
+    PropertyDef("email", PropertyKind.STRING, unique=True),
+    PropertyDef("name", PropertyKind.STRING),
+    PropertyDef("age", PropertyKind.INT, indexed=True),
+    PropertyDef("score", PropertyKind.DOUBLE),
+    PropertyDef("active", PropertyKind.BOOL),
+    PropertyDef("born", PropertyKind.TIMESTAMP, indexed=True),
+    PropertyDef("city", PropertyKind.STRING, indexed=True),
+))
+DOC = NodeType("Doc", (PropertyDef("title", PropertyKind.STRING),))
+FOLLOWS = EdgeType("follows", "User", "User", Cardinality.MANY_TO_MANY, on_delete=OnDelete.CASCADE,
+                   properties=(PropertyDef("weight", PropertyKind.INT),))
+OWNS = EdgeType("owns", "User", "Doc", on_delete=OnDelete.CASCADE)
+
+
+def schema(graph: str = "g", version: int = 1, node_types=(USER, DOC), edge_types=(FOLLOWS, OWNS)) -> Schema:
+    return Schema(graph=graph, version=version, node_types={t.name: t for t in node_types},
+                  edge_types={t.name: t for t in edge_types}, update_time=T0)
+
+
+class Events:
+    """Builds events with increasing timestamps and node versions."""
+
+    def __init__(self, graph: str = "g") -> None:
+        self.graph = graph
+        self._ids = itertools.count(1)
+        self._clock = itertools.count(1)
+        self.versions: dict[str, int] = {}
+        self.schema_version = 0
+
+    def _common(self, aggregate_id: str, version: int) -> dict:
+        at = T0 + timedelta(seconds=next(self._clock))
+        return dict(event_id=f"e{next(self._ids)}", graph=self.graph, aggregate_id=aggregate_id,
+                    aggregate_version=version, occurred_at=at)
+
+    def schema(self, s: Schema | None = None) -> SchemaApplied:
+        self.schema_version += 1
+        body = schema_to_dict(s or schema(self.graph, self.schema_version))
+        body["version"] = self.schema_version
+        return SchemaApplied(**self._common("schema", self.schema_version), schema=body)
+
+    def create(self, node_id: str, node_type: str = "User", **props) -> NodeCreated:
+        self.versions[node_id] = self.versions.get(node_id, 0) + 1
+        return NodeCreated(**self._common(node_id, self.versions[node_id]), node_type=node_type, properties=props)
+
+    def update(self, node_id: str, node_type: str = "User", **props) -> NodeUpdated:
+        self.versions[node_id] += 1
+        return NodeUpdated(**self._common(node_id, self.versions[node_id]), node_type=node_type, properties=props,
+                           changed=tuple(props))
+
+    def delete(self, node_id: str, node_type: str = "User") -> NodeDeleted:
+        self.versions[node_id] += 1
+        return NodeDeleted(**self._common(node_id, self.versions[node_id]), node_type=node_type)
+
+    def link(self, source: str, target: str, edge_type: str = "follows", **props) -> EdgeAdded:
+        common = self._common(f"{source}/{edge_type}/{target}", 1)
+        return EdgeAdded(**common, source=source, edge_type=edge_type, target=target, properties=props,
+                         create_time=common["occurred_at"])
+
+    def unlink(self, source: str, target: str, edge_type: str = "follows") -> EdgeRemoved:
+        return EdgeRemoved(**self._common(f"{source}/{edge_type}/{target}", 2), source=source, edge_type=edge_type,
+                           target=target)
+
+
+def logged(events: list[DomainEvent], start: int = 1) -> list[LoggedEvent]:
+    return [LoggedEvent(position=start + i, event=e) for i, e in enumerate(events)]
+
+
+def init_db(path: str) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(EVENT_LOG_DDL + READ_MODEL_DDL)
+    conn.close()
+
+
+def write_events(path: str, events: list[DomainEvent]) -> int:
+    """Append events to the file's event log (as the command side would); the last position."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        last = append_events(conn, events)
+        conn.execute("COMMIT")
+        return last
+    finally:
+        conn.close()
