@@ -1,0 +1,122 @@
+"""The command bus: one registry {command type: handler}, one unit of work per command,
+and cross-cutting decorators wrapped uniformly around every handler.
+
+A handler only decides; the bus opens the unit of work, stamps the causation (time,
+event ids, request id, trace context), commits, and attaches the consistency token.
+Decorators have the handler's shape (``execute(uow, command, causation)``), so they
+run inside the same transaction: ``Idempotent`` stores the response with the write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+from domain.errors import DomainError, FieldViolation, Internal, Reason, ValidationFailed
+from domain.events import Causation
+from domain.ports import Clock, IdempotencyRecord, IdGenerator
+
+from command_service.app.codec import ResultCodec, fingerprint
+from command_service.app.common import CommandHandler, causation_request_id
+from command_service.app.ports import ConsistencyTokens, UnitOfWorkFactory, WriteUnitOfWork
+
+HandlerDecorator = Callable[[CommandHandler], CommandHandler]
+
+
+class Idempotent:
+    """AIP-155 inside the command's own transaction.
+
+    Same (graph, request_id) and same fingerprint: return the stored response, write
+    nothing. Different fingerprint: REQUEST_ID_REUSED. Otherwise run, then store the
+    response (with the token of this very commit) in the same transaction."""
+
+    def __init__(self, inner: CommandHandler, codec: ResultCodec, tokens: ConsistencyTokens) -> None:
+        self._inner = inner
+        self._codec = codec
+        self._tokens = tokens
+
+    async def execute(self, uow: WriteUnitOfWork, command: Any, causation: Causation) -> Any:
+        request_id = getattr(command, "request_id", "")
+        if not request_id:
+            return await self._inner.execute(uow, command, causation)
+        operation = type(command).__name__
+        print_ = fingerprint(command)
+        record = await uow.idempotency.get(command.graph, request_id)
+        if record is not None:
+            if record.operation != operation or record.fingerprint != print_:
+                raise ValidationFailed(
+                    f"request id {request_id!r} was already used for a different request",
+                    reason=Reason.REQUEST_ID_REUSED,
+                    violations=[FieldViolation("request_id", "already used for a different request; "
+                                               "use a new UUID4 for a new request")],
+                    metadata={"request_id": request_id, "operation": record.operation})
+            return self._codec.decode(record.response)
+        result = await self._inner.execute(uow, command, causation)
+        written = await uow.flush()
+        result = dataclasses.replace(result, consistency_token=self._tokens.issue(written.positions))
+        await uow.idempotency.put(IdempotencyRecord(
+            graph=command.graph, request_id=request_id, operation=operation, fingerprint=print_,
+            response=self._codec.encode(result), created_at=causation.occurred_at))
+        return result
+
+
+class Logged:
+    """One structured log line per command: operation, graph, outcome, duration."""
+
+    def __init__(self, inner: CommandHandler, logger: logging.Logger | None = None) -> None:
+        self._inner = inner
+        self._log = logger or logging.getLogger("edgewise.commands")
+
+    async def execute(self, uow: WriteUnitOfWork, command: Any, causation: Causation) -> Any:
+        started = time.perf_counter()
+        operation = type(command).__name__
+        try:
+            result = await self._inner.execute(uow, command, causation)
+        except DomainError as exc:
+            self._log.info("command %s graph=%s failed reason=%s in %.1f ms", operation, command.graph, exc.reason,
+                           (time.perf_counter() - started) * 1000,
+                           extra={"fields": {"operation": operation, "graph": command.graph, "outcome": exc.reason}})
+            raise
+        self._log.info("command %s graph=%s ok in %.1f ms", operation, command.graph,
+                       (time.perf_counter() - started) * 1000,
+                       extra={"fields": {"operation": operation, "graph": command.graph, "outcome": "OK"}})
+        return result
+
+
+class CommandBus:
+    def __init__(self, *, handlers: Mapping[type, CommandHandler], uow_factory: UnitOfWorkFactory, clock: Clock,
+                 ids: IdGenerator, tokens: ConsistencyTokens,
+                 decorators: tuple[HandlerDecorator, ...] = ()) -> None:
+        """``decorators`` are applied in order, so the last one is the outermost."""
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._ids = ids
+        self._tokens = tokens
+        self._pipelines: dict[type, CommandHandler] = {}
+        for command_type, handler in handlers.items():
+            for decorate in decorators:
+                handler = decorate(handler)
+            self._pipelines[command_type] = handler
+
+    @property
+    def command_types(self) -> tuple[type, ...]:
+        return tuple(self._pipelines)
+
+    def _causation(self, command: Any) -> Causation:
+        meta = command.meta
+        return Causation(occurred_at=self._clock.now(), new_event_id=self._ids.new_id,
+                         request_id=causation_request_id(command), trace_context=meta.traceparent)
+
+    async def dispatch(self, command: Any) -> Any:
+        pipeline = self._pipelines.get(type(command))
+        if pipeline is None:
+            raise Internal(f"no handler registered for {type(command).__name__}")
+        causation = self._causation(command)
+        async with self._uow_factory() as uow:
+            result = await pipeline.execute(uow, command, causation)
+            committed = await uow.commit()
+        if not result.consistency_token:
+            result = dataclasses.replace(result, consistency_token=self._tokens.issue(committed.positions))
+        return result

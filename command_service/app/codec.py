@@ -1,0 +1,112 @@
+"""JSON forms of commands and results.
+
+``ResultCodec`` serialises a result for the idempotency record so that a replay
+returns exactly the first response (consistency token included).
+``fingerprint`` hashes a command without its request id and transport metadata:
+the same request id with a different fingerprint is a reused id (AIP-155).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import datetime
+from enum import Enum
+from typing import Any, Iterable, Mapping
+
+from domain.edge import Edge
+from domain.node import Node
+from domain.schema import Schema, schema_from_dict, schema_to_dict
+from domain.values import decode_properties, encode_properties, encode_value
+
+_NOT_FINGERPRINTED = ("request_id", "meta")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able, kind-preserving form of a command field."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {"$type": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if f.name not in _NOT_FINGERPRINTED:
+                out[f.name] = _plain(getattr(value, f.name))
+        return out
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime, float)):
+        return encode_value(value)
+    return value
+
+
+def fingerprint(command: Any) -> str:
+    body = json.dumps(_plain(command), separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _untime(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class ResultCodec:
+    def __init__(self, result_types: Iterable[type]) -> None:
+        self._types = {t.__name__: t for t in result_types}
+
+    def encode(self, result: Any) -> bytes:
+        return json.dumps(self._enc(result), separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    def decode(self, data: bytes) -> Any:
+        return self._dec(json.loads(data.decode("utf-8")))
+
+    def _enc(self, value: Any) -> Any:
+        if isinstance(value, Node):
+            return {"$node": {"graph": value.graph, "id": value.id, "type": value.type,
+                              "properties": encode_properties(value.properties), "version": value.version,
+                              "create_time": _time(value.create_time), "update_time": _time(value.update_time),
+                              "deleted": value.deleted}}
+        if isinstance(value, Edge):
+            return {"$edge": {"graph": value.graph, "source": value.source, "type": value.type,
+                              "target": value.target, "properties": encode_properties(value.properties),
+                              "create_time": _time(value.create_time)}}
+        if isinstance(value, Schema):
+            return {"$schema": schema_to_dict(value)}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            name = type(value).__name__
+            if name not in self._types:
+                raise TypeError(f"{name} is not a registered result type")
+            return {"$result": name,
+                    "fields": {f.name: self._enc(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+        if isinstance(value, (list, tuple)):
+            return {"$tuple": [self._enc(v) for v in value]}
+        if value is None or isinstance(value, (str, int, bool)):
+            return value
+        raise TypeError(f"cannot encode {type(value).__name__} in a result")
+
+    def _dec(self, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            if "$node" in raw:
+                d = raw["$node"]
+                return Node(graph=d["graph"], id=d["id"], type=d["type"],
+                            properties=decode_properties(d["properties"]), version=int(d["version"]),
+                            create_time=_untime(d["create_time"]), update_time=_untime(d["update_time"]),  # type: ignore[arg-type]
+                            deleted=bool(d["deleted"]))
+            if "$edge" in raw:
+                d = raw["$edge"]
+                return Edge(graph=d["graph"], source=d["source"], type=d["type"], target=d["target"],
+                            properties=decode_properties(d["properties"]),
+                            create_time=_untime(d["create_time"]))  # type: ignore[arg-type]
+            if "$schema" in raw:
+                return schema_from_dict(raw["$schema"])
+            if "$result" in raw:
+                cls = self._types[raw["$result"]]
+                return cls(**{k: self._dec(v) for k, v in raw["fields"].items()})
+            if "$tuple" in raw:
+                return tuple(self._dec(v) for v in raw["$tuple"])
+        return raw

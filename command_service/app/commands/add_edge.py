@@ -1,0 +1,86 @@
+"""AddEdge: endpoints, cardinality, acyclicity and symmetry, checked in the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from domain.edge import Direction, Edge
+from domain.errors import AlreadyExists, Reason
+from domain.events import Causation
+from domain.rules import CardinalityRespected, EndpointExists, EndpointHasType, NoCycle, check_rule, needs_mirror
+from domain.schema import EdgeType
+from domain.values import EdgeKey, NodeRef, PropertyValue
+
+from command_service.app.common import EDGE_RESOURCE, CommandMeta, WriteBudget, require_schema
+from command_service.app.ports import WriteUnitOfWork
+
+
+@dataclass(frozen=True)
+class AddEdge:
+    graph: str
+    source: str
+    type: str
+    target: str
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    request_id: str = ""
+    meta: CommandMeta = CommandMeta()
+
+
+@dataclass(frozen=True)
+class AddEdgeResult:
+    edge: Edge
+    consistency_token: str = ""
+
+
+async def _check_cardinality(uow: WriteUnitOfWork, et: EdgeType, graph: str, source: str, target: str) -> None:
+    if et.cardinality.max_out is not None:
+        out = await uow.edges.count(graph, source, et.name, Direction.OUT)
+        check_rule(CardinalityRespected(et, NodeRef(graph, source).name, "OUT", out))
+    if et.cardinality.max_in is not None:
+        incoming = await uow.edges.count(graph, target, et.name, Direction.IN)
+        check_rule(CardinalityRespected(et, NodeRef(graph, target).name, "IN", incoming))
+
+
+class AddEdgeHandler:
+    command_type = AddEdge
+    result_type = AddEdgeResult
+
+    async def execute(self, uow: WriteUnitOfWork, command: AddEdge, causation: Causation,
+                      budget: WriteBudget | None = None) -> AddEdgeResult:
+        graph = command.graph
+        schema = await require_schema(uow, graph)
+        et = schema.edge_type(command.type)
+        props = schema.validate_edge_properties(command.type, dict(command.properties))
+        nodes = await uow.nodes.get_many(graph, [command.source, command.target])
+        source, target = nodes.get(command.source), nodes.get(command.target)
+        check_rule(EndpointExists("source", NodeRef(graph, command.source).name, source))
+        check_rule(EndpointExists("target", NodeRef(graph, command.target).name, target))
+        assert source is not None and target is not None
+        check_rule(EndpointHasType("source", source, et))
+        check_rule(EndpointHasType("target", target, et))
+
+        key = EdgeKey(graph, command.source, command.type, command.target)
+        existing = await uow.edges.get(key)
+        if existing is not None:
+            # Retries are made safe by request_id (AIP-155), so a second AddEdge of the
+            # same key is a caller error, whatever its properties.
+            raise AlreadyExists(f"edge {key.id} already exists", resource_type=EDGE_RESOURCE,
+                                resource_name=f"graphs/{graph}/edges/{key.id}", reason=Reason.EDGE_ALREADY_EXISTS)
+
+        mirrored = needs_mirror(et) and command.source != command.target
+        await _check_cardinality(uow, et, graph, command.source, command.target)
+        if mirrored:
+            await _check_cardinality(uow, et, graph, command.target, command.source)
+        if et.acyclic:
+            closes = await uow.edges.reaches(graph, et.name, command.target, command.source)
+            check_rule(NoCycle(et, source.name, target.name, closes))
+        if budget is not None:
+            budget.spend(2 if mirrored else 1, f"adding edge {key.id}")
+
+        edge = Edge.create(graph=graph, source=command.source, type_name=command.type, target=command.target,
+                           properties=props, schema=schema, causation=causation)
+        await uow.edges.add(edge)
+        if mirrored:
+            await uow.edges.add(edge.mirror(causation))
+        return AddEdgeResult(edge=edge)

@@ -1,0 +1,83 @@
+"""BatchWrite: up to 100 node/edge operations, all or nothing, in ONE unit of work.
+
+Each operation runs the very same use-case logic as its single RPC (the handlers'
+``execute``), sharing one WriteBudget: a batch whose expanded writes (mirrors,
+cascades) do not fit one transaction is refused with BATCH_TOO_LARGE, never split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
+
+from domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
+from domain.events import Causation
+
+from command_service.app.commands.add_edge import AddEdge, AddEdgeResult
+from command_service.app.commands.create_node import CreateNode, CreateNodeResult
+from command_service.app.commands.delete_node import DeleteNode, DeleteNodeResult
+from command_service.app.commands.remove_edge import RemoveEdge, RemoveEdgeResult
+from command_service.app.commands.update_node import UpdateNode, UpdateNodeResult
+from command_service.app.common import CommandMeta, TransactionLimits, WriteBudget
+from command_service.app.ports import WriteUnitOfWork
+
+BatchOperation = Union[CreateNode, UpdateNode, DeleteNode, AddEdge, RemoveEdge]
+BatchOperationResult = Union[CreateNodeResult, UpdateNodeResult, DeleteNodeResult, AddEdgeResult, RemoveEdgeResult]
+BATCH_OPERATION_TYPES = (CreateNode, UpdateNode, DeleteNode, AddEdge, RemoveEdge)
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    graph: str
+    operations: tuple[BatchOperation, ...]
+    request_id: str = ""
+    meta: CommandMeta = CommandMeta()
+
+
+@dataclass(frozen=True)
+class BatchWriteResult:
+    results: tuple[BatchOperationResult, ...]
+    consistency_token: str = ""
+
+
+class BatchWriteHandler:
+    command_type = BatchWrite
+    result_type = BatchWriteResult
+
+    def __init__(self, handlers: Mapping[type, Any], limits: TransactionLimits = TransactionLimits()) -> None:
+        """``handlers``: the undecorated single-operation handlers, by command type."""
+        self._handlers = dict(handlers)
+        self._limits = limits
+
+    def _validate(self, command: BatchWrite) -> None:
+        n = len(command.operations)
+        if n == 0:
+            raise ValidationFailed.of("operations", "at least one operation is required",
+                                      reason=Reason.INVALID_ARGUMENT)
+        if n > self._limits.max_batch_operations:
+            raise ValidationFailed.of("operations", f"at most {self._limits.max_batch_operations} operations, got {n}",
+                                      reason=Reason.BATCH_TOO_LARGE,
+                                      metadata={"limit": str(self._limits.max_batch_operations), "size": str(n)})
+        violations = []
+        for i, op in enumerate(command.operations):
+            if type(op) not in self._handlers:
+                violations.append(FieldViolation(f"operations[{i}]", f"unsupported operation {type(op).__name__}"))
+            elif op.graph != command.graph:
+                violations.append(FieldViolation(f"operations[{i}]",
+                                                 f"targets graph {op.graph!r}, the batch is for {command.graph!r}"))
+        if violations:
+            raise ValidationFailed("invalid batch: " + "; ".join(v.description for v in violations),
+                                   reason=Reason.INVALID_ARGUMENT, violations=violations)
+
+    async def execute(self, uow: WriteUnitOfWork, command: BatchWrite, causation: Causation,
+                      budget: WriteBudget | None = None) -> BatchWriteResult:
+        self._validate(command)
+        budget = budget or WriteBudget.batch(self._limits)
+        results = []
+        for i, op in enumerate(command.operations):
+            try:
+                results.append(await self._handlers[type(op)].execute(uow, op, causation, budget=budget))
+            except DomainError as exc:
+                exc.metadata.setdefault("operation_index", str(i))
+                raise
+        return BatchWriteResult(results=tuple(results))

@@ -1,0 +1,56 @@
+"""UpdateNode: AIP-134 partial update guarded by the etag (AIP-154)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from domain.events import Causation
+from domain.node import Node, version_from_etag
+from domain.rules import UniqueValueFree, check_rule
+from domain.values import PropertyValue
+
+from command_service.app.common import CommandMeta, WriteBudget, require_node, require_schema
+from command_service.app.ports import WriteUnitOfWork
+
+
+@dataclass(frozen=True)
+class UpdateNode:
+    graph: str
+    node_id: str
+    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
+    update_mask: tuple[str, ...] = ()  # empty: every property present in `properties`
+    etag: str = ""  # empty: no optimistic lock
+    request_id: str = ""
+    meta: CommandMeta = CommandMeta()
+
+
+@dataclass(frozen=True)
+class UpdateNodeResult:
+    node: Node
+    consistency_token: str = ""
+
+
+class UpdateNodeHandler:
+    command_type = UpdateNode
+    result_type = UpdateNodeResult
+
+    async def execute(self, uow: WriteUnitOfWork, command: UpdateNode, causation: Causation,
+                      budget: WriteBudget | None = None) -> UpdateNodeResult:
+        expected = version_from_etag(command.etag, "node.etag") if command.etag else None
+        schema = await require_schema(uow, command.graph)
+        node = await require_node(uow, command.graph, command.node_id)
+        before = node.unique_values(schema)
+        node.update(properties=dict(command.properties), update_mask=list(command.update_mask) or None,
+                    expected_version=expected, schema=schema, causation=causation)
+        after = node.unique_values(schema)
+        for prop in sorted(set(before) | set(after)):
+            old, new = before.get(prop), after.get(prop)
+            if prop in before and (prop not in after or old != new):
+                await uow.nodes.release_unique(node.graph, node.type, prop, old, node.id)  # type: ignore[arg-type]
+            if prop in after and (prop not in before or old != new):
+                holder = await uow.nodes.unique_holder(node.graph, node.type, prop, new)  # type: ignore[arg-type]
+                check_rule(UniqueValueFree(node.type, prop, new, holder, node.id))  # type: ignore[arg-type]
+                await uow.nodes.claim_unique(node.graph, node.type, prop, new, node.id)  # type: ignore[arg-type]
+        await uow.nodes.save(node)
+        return UpdateNodeResult(node=node)

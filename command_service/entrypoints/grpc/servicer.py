@@ -1,0 +1,154 @@
+"""GraphCommandService over gRPC: proto <-> command translation only, no rules.
+
+Domain errors propagate; the ErrorMappingInterceptor turns them into rich statuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from google.protobuf import empty_pb2
+
+from domain.errors import FieldViolation, Reason, ValidationFailed
+from edgewise.graph.v1 import command_service_pb2 as cpb
+from edgewise.graph.v1 import command_service_pb2_grpc as cpb_grpc
+from infrastructure.grpc.context import current_request_id, current_traceparent
+from infrastructure.grpc.convert import (
+    edge_to_proto,
+    node_to_proto,
+    properties_from_proto,
+    schema_from_proto,
+    schema_to_proto,
+)
+from infrastructure.grpc.names import parse_graph_name, parse_node_name
+
+from command_service.app.commands.add_edge import AddEdge, AddEdgeResult
+from command_service.app.commands.apply_schema import ApplySchema
+from command_service.app.commands.batch_write import BatchWrite
+from command_service.app.commands.create_node import CreateNode, CreateNodeResult
+from command_service.app.commands.delete_node import DeleteNode
+from command_service.app.commands.remove_edge import RemoveEdge
+from command_service.app.commands.update_node import UpdateNode, UpdateNodeResult
+from command_service.app.common import CommandMeta
+
+Dispatch = Callable[[Any], Awaitable[Any]]
+
+
+def _meta() -> CommandMeta:
+    return CommandMeta(correlation_id=current_request_id(), traceparent=current_traceparent())
+
+
+def _node_in(graph: str, name: str, field: str) -> str:
+    """The node id of ``name``, which must live in ``graph``."""
+    node_graph, node_id = parse_node_name(name, field=field)
+    if node_graph != graph:
+        raise ValidationFailed.of(field, f"{name!r} is not in graphs/{graph}", reason=Reason.INVALID_ARGUMENT)
+    return node_id
+
+
+def _create(graph: str, node_id: str, node: Any, prefix: str, **kw: Any) -> CreateNode:
+    return CreateNode(graph=graph, node_id=node_id, type=node.type,
+                      properties=properties_from_proto(node.properties, f"{prefix}.properties"), **kw)
+
+
+def _update(node: Any, mask: Any, prefix: str, graph: str | None = None, **kw: Any) -> UpdateNode:
+    node_graph, node_id = parse_node_name(node.name, field=f"{prefix}.name")
+    if graph is not None and node_graph != graph:
+        raise ValidationFailed.of(f"{prefix}.name", f"{node.name!r} is not in graphs/{graph}",
+                                  reason=Reason.INVALID_ARGUMENT)
+    return UpdateNode(graph=node_graph, node_id=node_id,
+                      properties=properties_from_proto(node.properties, f"{prefix}.properties"),
+                      update_mask=tuple(mask.paths), etag=node.etag, **kw)
+
+
+def _add_edge(graph: str, edge: Any, prefix: str, **kw: Any) -> AddEdge:
+    return AddEdge(graph=graph, source=_node_in(graph, edge.source, f"{prefix}.source"), type=edge.type,
+                   target=_node_in(graph, edge.target, f"{prefix}.target"),
+                   properties=properties_from_proto(edge.properties, f"{prefix}.properties"), **kw)
+
+
+def _batch_operation(graph: str, op: Any, i: int) -> Any:
+    kind = op.WhichOneof("operation")
+    prefix = f"operations[{i}].{kind}"
+    if kind == "create_node":
+        return _create(graph, op.create_node.node_id, op.create_node.node, f"{prefix}.node")
+    if kind == "update_node":
+        return _update(op.update_node.node, op.update_node.update_mask, f"{prefix}.node", graph)
+    if kind == "delete_node":
+        return DeleteNode(graph=graph, node_id=_node_in(graph, op.delete_node.name, f"{prefix}.name"),
+                          etag=op.delete_node.etag)
+    if kind == "add_edge":
+        return _add_edge(graph, op.add_edge.edge, f"{prefix}.edge")
+    if kind == "remove_edge":
+        r = op.remove_edge
+        return RemoveEdge(graph=graph, source=_node_in(graph, r.source, f"{prefix}.source"), type=r.type,
+                          target=_node_in(graph, r.target, f"{prefix}.target"))
+    raise ValidationFailed("operation not set", reason=Reason.INVALID_ARGUMENT,
+                           violations=[FieldViolation(f"operations[{i}]", "exactly one operation must be set")])
+
+
+def _batch_result_to_proto(result: Any) -> cpb.BatchWriteResult:
+    if isinstance(result, (CreateNodeResult, UpdateNodeResult)):
+        return cpb.BatchWriteResult(node=node_to_proto(result.node))
+    if isinstance(result, AddEdgeResult):
+        return cpb.BatchWriteResult(edge=edge_to_proto(result.edge))
+    return cpb.BatchWriteResult(empty=empty_pb2.Empty())
+
+
+class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
+    def __init__(self, dispatch: Dispatch) -> None:
+        self._dispatch = dispatch
+
+    async def ApplySchema(self, request: cpb.ApplySchemaRequest, context: Any) -> cpb.ApplySchemaResponse:
+        graph = parse_graph_name(request.graph, field="graph")
+        node_types, edge_types = schema_from_proto(request.schema, "schema")
+        result = await self._dispatch(ApplySchema(
+            graph=graph, node_types=tuple(node_types), edge_types=tuple(edge_types),
+            expected_version=request.expected_version, request_id=request.request_id, meta=_meta()))
+        return cpb.ApplySchemaResponse(schema=schema_to_proto(result.schema),
+                                       consistency_token=result.consistency_token)
+
+    async def CreateNode(self, request: cpb.CreateNodeRequest, context: Any) -> cpb.CreateNodeResponse:
+        graph = parse_graph_name(request.parent, field="parent")
+        result = await self._dispatch(_create(graph, request.node_id, request.node, "node",
+                                              request_id=request.request_id, meta=_meta()))
+        return cpb.CreateNodeResponse(node=node_to_proto(result.node), consistency_token=result.consistency_token)
+
+    async def UpdateNode(self, request: cpb.UpdateNodeRequest, context: Any) -> cpb.UpdateNodeResponse:
+        result = await self._dispatch(_update(request.node, request.update_mask, "node",
+                                              request_id=request.request_id, meta=_meta()))
+        return cpb.UpdateNodeResponse(node=node_to_proto(result.node), consistency_token=result.consistency_token)
+
+    async def DeleteNode(self, request: cpb.DeleteNodeRequest, context: Any) -> cpb.DeleteNodeResponse:
+        graph, node_id = parse_node_name(request.name, field="name")
+        result = await self._dispatch(DeleteNode(graph=graph, node_id=node_id, etag=request.etag,
+                                                 request_id=request.request_id, meta=_meta()))
+        return cpb.DeleteNodeResponse(consistency_token=result.consistency_token,
+                                      removed_edges=result.removed_edges, cascade_pending=result.cascade_pending)
+
+    async def AddEdge(self, request: cpb.AddEdgeRequest, context: Any) -> cpb.AddEdgeResponse:
+        graph = parse_graph_name(request.parent, field="parent")
+        result = await self._dispatch(_add_edge(graph, request.edge, "edge", request_id=request.request_id,
+                                                meta=_meta()))
+        return cpb.AddEdgeResponse(edge=edge_to_proto(result.edge), consistency_token=result.consistency_token)
+
+    async def RemoveEdge(self, request: cpb.RemoveEdgeRequest, context: Any) -> cpb.RemoveEdgeResponse:
+        graph = parse_graph_name(request.graph, field="graph")
+        result = await self._dispatch(RemoveEdge(
+            graph=graph, source=_node_in(graph, request.source, "source"), type=request.type,
+            target=_node_in(graph, request.target, "target"), request_id=request.request_id, meta=_meta()))
+        return cpb.RemoveEdgeResponse(consistency_token=result.consistency_token)
+
+    async def BatchWrite(self, request: cpb.BatchWriteRequest, context: Any) -> cpb.BatchWriteResponse:
+        graph = parse_graph_name(request.parent, field="parent")
+        operations = tuple(_batch_operation(graph, op, i) for i, op in enumerate(request.operations))
+        result = await self._dispatch(BatchWrite(graph=graph, operations=operations,
+                                                 request_id=request.request_id, meta=_meta()))
+        return cpb.BatchWriteResponse(results=[_batch_result_to_proto(r) for r in result.results],
+                                      consistency_token=result.consistency_token)
+
+
+def registrar(dispatch: Dispatch) -> Callable[[Any], None]:
+    """The ``register`` callback for infrastructure.grpc.server.start_server."""
+    servicer = GraphCommandServicer(dispatch)
+    return lambda server: cpb_grpc.add_GraphCommandServiceServicer_to_server(servicer, server)

@@ -1,0 +1,407 @@
+"""In-memory adapters implementing the same ports as the SQLite write store.
+
+Kept honest: a unit of work works on a private copy of the state and publishes it
+only on commit (rollback discards everything), transactions are serialised by a
+lock like the single SQLite writer, and the table constraints (unique edges and
+claims, conditional saves, non-negative counters) raise the same domain errors.
+The contract suites in tests/contract run against these too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Sequence
+
+from domain.edge import Direction, Edge
+from domain.errors import (
+    AlreadyExists,
+    FieldViolation,
+    Internal,
+    NotFound,
+    Reason,
+    RuleViolated,
+    ValidationFailed,
+    VersionConflict,
+)
+from domain.events import DomainEvent
+from domain.node import Node
+from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEvent
+from domain.rules import UniqueValueFree
+from domain.schema import Schema, schema_from_dict, schema_to_dict
+from domain.values import EdgeKey, PropertyValue, encode_value
+
+NODE_RESOURCE = "edgewise.graph.v1/Node"
+EDGE_RESOURCE = "edgewise.graph.v1/Edge"
+START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """Advances one millisecond per reading, so create times are distinct and ordered."""
+
+    def __init__(self, start: datetime = START, step: timedelta = timedelta(milliseconds=1)) -> None:
+        self.current = start
+        self.step = step
+
+    def now(self) -> datetime:
+        self.current += self.step
+        return self.current
+
+
+class SequentialIds:
+    def __init__(self, prefix: str = "id") -> None:
+        self._n = itertools.count(1)
+        self.prefix = prefix
+
+    def new_id(self) -> str:
+        return f"{self.prefix}-{next(self._n)}"
+
+
+def _unique_key(value: PropertyValue) -> str:
+    return json.dumps(encode_value(value), separators=(",", ":"), sort_keys=True)
+
+
+def _copy_node(node: Node) -> Node:
+    return dataclasses.replace(node, properties=dict(node.properties), events=[])
+
+
+def _copy_edge(edge: Edge) -> Edge:
+    return dataclasses.replace(edge, properties=dict(edge.properties), events=[])
+
+
+@dataclass
+class _State:
+    schemas: dict[str, list[dict]] = field(default_factory=dict)
+    nodes: dict[tuple[str, str], Node] = field(default_factory=dict)
+    edges: dict[EdgeKey, Edge] = field(default_factory=dict)
+    counters: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    claims: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    cascades: dict[tuple[str, str], CascadeJob] = field(default_factory=dict)
+
+
+class InMemoryWriteStore:
+    def __init__(self) -> None:
+        self.state = _State()
+        self.log: list[LoggedEvent] = []
+        self.lock = asyncio.Lock()
+
+    def unit_of_work(self) -> "InMemoryUnitOfWork":
+        return InMemoryUnitOfWork(self)
+
+    def event_log(self) -> "InMemoryEventLog":
+        return InMemoryEventLog(self)
+
+    async def head(self) -> int:
+        return len(self.log)
+
+    async def purge_idempotency(self, older_than: datetime) -> int:
+        async with self.lock:
+            old = [k for k, r in self.state.idempotency.items() if r.created_at < older_than]
+            for k in old:
+                del self.state.idempotency[k]
+            return len(old)
+
+    async def close(self) -> None:
+        pass
+
+
+class InMemoryEventLog:
+    def __init__(self, store: InMemoryWriteStore) -> None:
+        self._store = store
+
+    async def read_after(self, position: int, limit: int, *, graph: str | None = None) -> list[LoggedEvent]:
+        out = [e for e in self._store.log[position:] if graph is None or e.event.graph == graph]
+        return out[:limit]
+
+    async def head(self) -> int:
+        return len(self._store.log)
+
+
+class _SchemaRepo:
+    def __init__(self, uow: "InMemoryUnitOfWork") -> None:
+        self._uow = uow
+        self._seen: dict[str, Schema] = {}
+
+    async def get(self, graph: str) -> Schema:
+        if graph not in self._seen:
+            versions = self._uow.state.schemas.get(graph)
+            schema = schema_from_dict(copy.deepcopy(versions[-1])) if versions else Schema(graph)
+            self._seen[graph] = schema
+            self._uow.track(schema)
+        return self._seen[graph]
+
+    async def save(self, schema: Schema) -> None:
+        versions = self._uow.state.schemas.setdefault(schema.graph, [])
+        if len(versions) != schema.version - 1:
+            raise VersionConflict(f"schema of graph {schema.graph!r} is at version {len(versions)}",
+                                  reason=Reason.SCHEMA_VERSION_CONFLICT,
+                                  metadata={"current_version": str(len(versions))})
+        versions.append(schema_to_dict(schema))
+        self._seen[schema.graph] = schema
+        self._uow.track(schema)
+
+
+class _NodeRepo:
+    def __init__(self, uow: "InMemoryUnitOfWork") -> None:
+        self._uow = uow
+        self._identity: dict[tuple[str, str], Node] = {}
+        self._stored_version: dict[tuple[str, str], int] = {}
+
+    async def get(self, graph: str, node_id: str) -> Node | None:
+        key = (graph, node_id)
+        if key not in self._identity:
+            stored = self._uow.state.nodes.get(key)
+            if stored is None:
+                return None
+            node = _copy_node(stored)
+            self._identity[key] = node
+            self._stored_version[key] = node.version
+            self._uow.track(node)
+        return self._identity[key]
+
+    async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
+        out = {}
+        for node_id in node_ids:
+            node = await self.get(graph, node_id)
+            if node is not None:
+                out[node_id] = node
+        return out
+
+    async def add(self, node: Node) -> None:
+        key = (node.graph, node.id)
+        if key in self._uow.state.nodes:
+            raise AlreadyExists(f"node {node.name} already exists", resource_type=NODE_RESOURCE,
+                                resource_name=node.name, reason=Reason.NODE_ALREADY_EXISTS)
+        self._uow.state.nodes[key] = _copy_node(node)
+        self._identity[key] = node
+        self._stored_version[key] = node.version
+        self._uow.track(node)
+
+    async def save(self, node: Node) -> None:
+        key = (node.graph, node.id)
+        stored = self._uow.state.nodes.get(key)
+        expected = self._stored_version.get(key, node.version - 1)
+        if stored is None:
+            raise NotFound(f"node {node.name} does not exist", resource_type=NODE_RESOURCE,
+                           resource_name=node.name, reason=Reason.NODE_NOT_FOUND)
+        if stored.version != expected:
+            raise VersionConflict(f"{node.name} changed concurrently", reason=Reason.VERSION_CONFLICT,
+                                  metadata={"resource": node.name})
+        self._uow.state.nodes[key] = _copy_node(node)
+        self._identity[key] = node
+        self._stored_version[key] = node.version
+        self._uow.track(node)
+
+    async def count_of_type(self, graph: str, node_type: str) -> int:
+        return sum(1 for (g, _), n in self._uow.state.nodes.items() if g == graph and n.type == node_type
+                   and not n.deleted)
+
+    async def unique_holder(self, graph: str, node_type: str, property_name: str,
+                            value: PropertyValue) -> str | None:
+        return self._uow.state.claims.get((graph, node_type, property_name, _unique_key(value)))
+
+    async def claim_unique(self, graph: str, node_type: str, property_name: str,
+                           value: PropertyValue, node_id: str) -> None:
+        key = (graph, node_type, property_name, _unique_key(value))
+        holder = self._uow.state.claims.setdefault(key, node_id)
+        if holder != node_id:
+            rule = UniqueValueFree(node_type, property_name, value, holder, node_id)
+            raise RuleViolated(rule.message, reason=rule.reason,
+                               metadata={"rule": "UniqueValueFree", "subject": rule.subject})
+
+    async def release_unique(self, graph: str, node_type: str, property_name: str,
+                             value: PropertyValue, node_id: str) -> None:
+        key = (graph, node_type, property_name, _unique_key(value))
+        if self._uow.state.claims.get(key) == node_id:
+            del self._uow.state.claims[key]
+
+
+class _EdgeRepo:
+    def __init__(self, uow: "InMemoryUnitOfWork") -> None:
+        self._uow = uow
+
+    def _bump(self, graph: str, node: str, edge_type: str, direction: str, delta: int) -> None:
+        key = (graph, node, edge_type, direction)
+        value = self._uow.state.counters.get(key, 0) + delta
+        if value < 0:
+            raise Internal(f"edge counter {key} would go negative")
+        if value:
+            self._uow.state.counters[key] = value
+        else:
+            self._uow.state.counters.pop(key, None)
+
+    async def get(self, key: EdgeKey) -> Edge | None:
+        stored = self._uow.state.edges.get(key)
+        if stored is None:
+            return None
+        edge = _copy_edge(stored)
+        self._uow.track(edge)
+        return edge
+
+    async def add(self, edge: Edge) -> None:
+        if edge.key in self._uow.state.edges:
+            raise AlreadyExists(f"edge {edge.key.id} already exists", resource_type=EDGE_RESOURCE,
+                                resource_name=edge.key.id, reason=Reason.EDGE_ALREADY_EXISTS)
+        self._uow.state.edges[edge.key] = _copy_edge(edge)
+        self._bump(edge.graph, edge.source, edge.type, "OUT", 1)
+        self._bump(edge.graph, edge.target, edge.type, "IN", 1)
+        self._uow.track(edge)
+
+    async def remove(self, edge: Edge) -> None:
+        if self._uow.state.edges.pop(edge.key, None) is None:
+            raise NotFound(f"edge {edge.key.id} does not exist", resource_type=EDGE_RESOURCE,
+                           resource_name=edge.key.id, reason=Reason.EDGE_NOT_FOUND)
+        self._bump(edge.graph, edge.source, edge.type, "OUT", -1)
+        self._bump(edge.graph, edge.target, edge.type, "IN", -1)
+        self._uow.track(edge)
+
+    async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
+        if direction is Direction.BOTH:
+            return (await self.count(graph, node_id, edge_type, Direction.OUT)
+                    + await self.count(graph, node_id, edge_type, Direction.IN))
+        return self._uow.state.counters.get((graph, node_id, edge_type, direction.value), 0)
+
+    async def counts_for_node(self, graph: str, node_id: str) -> dict[tuple[str, Direction], int]:
+        return {(t, Direction(d)): n for (g, node, t, d), n in self._uow.state.counters.items()
+                if g == graph and node == node_id and n > 0}
+
+    async def list_for_node(self, graph: str, node_id: str, direction: Direction,
+                            edge_type: str | None = None, limit: int = 1000) -> list[Edge]:
+        def newest_first(edges: list[Edge]) -> list[Edge]:
+            edges.sort(key=lambda e: (e.source, e.type, e.target))
+            edges.sort(key=lambda e: e.create_time, reverse=True)
+            return edges
+
+        out: list[Edge] = []
+        all_edges = [e for e in self._uow.state.edges.values()
+                     if e.graph == graph and (edge_type is None or e.type == edge_type)]
+        if direction in (Direction.OUT, Direction.BOTH):
+            out += newest_first([e for e in all_edges if e.source == node_id])[:limit]
+        if direction in (Direction.IN, Direction.BOTH):
+            out += newest_first([e for e in all_edges if e.target == node_id])[:limit - len(out)]
+        copies = [_copy_edge(e) for e in out]
+        for edge in copies:
+            self._uow.track(edge)
+        return copies
+
+    async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
+        seen, queue = {from_id}, deque([from_id])
+        while queue:
+            current = queue.popleft()
+            if current == to_id:
+                return True
+            for key in self._uow.state.edges:
+                if key.graph == graph and key.type == edge_type and key.source == current and key.target not in seen:
+                    seen.add(key.target)
+                    queue.append(key.target)
+        return False
+
+    async def count_of_type(self, graph: str, edge_type: str) -> int:
+        return sum(1 for k in self._uow.state.edges if k.graph == graph and k.type == edge_type)
+
+
+class _IdempotencyRepo:
+    def __init__(self, uow: "InMemoryUnitOfWork") -> None:
+        self._uow = uow
+
+    async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
+        return self._uow.state.idempotency.get((graph, request_id))
+
+    async def put(self, record: IdempotencyRecord) -> None:
+        key = (record.graph, record.request_id)
+        if key in self._uow.state.idempotency:
+            raise ValidationFailed("request id already used", reason=Reason.REQUEST_ID_REUSED,
+                                   violations=[FieldViolation("request_id", "already used")])
+        self._uow.state.idempotency[key] = record
+
+
+class _CascadeQueue:
+    def __init__(self, uow: "InMemoryUnitOfWork") -> None:
+        self._uow = uow
+
+    async def enqueue(self, job: CascadeJob) -> None:
+        self._uow.state.cascades.setdefault((job.graph, job.node_id), job)
+
+    async def next(self) -> CascadeJob | None:
+        jobs = sorted(self._uow.state.cascades.values(), key=lambda j: j.created_at)
+        return jobs[0] if jobs else None
+
+    async def complete(self, graph: str, node_id: str) -> None:
+        self._uow.state.cascades.pop((graph, node_id), None)
+
+
+class InMemoryUnitOfWork:
+    def __init__(self, store: InMemoryWriteStore) -> None:
+        self._store = store
+        self.state: _State = _State()
+        self._active = False
+        self._committed = False
+        self._tracked: list[Any] = []
+        self._tracked_ids: set[int] = set()
+        self._pending: list[DomainEvent] = []
+        self._staged_log: list[LoggedEvent] = []
+        self.schemas = _SchemaRepo(self)
+        self.nodes = _NodeRepo(self)
+        self.edges = _EdgeRepo(self)
+        self.idempotency = _IdempotencyRepo(self)
+        self.cascades = _CascadeQueue(self)
+
+    def track(self, aggregate: Any) -> None:
+        if id(aggregate) not in self._tracked_ids:
+            self._tracked_ids.add(id(aggregate))
+            self._tracked.append(aggregate)
+        self._collect(aggregate)
+
+    def _collect(self, aggregate: Any) -> None:
+        events = getattr(aggregate, "events", None)
+        if events:
+            self._pending.extend(events)
+            events.clear()
+
+    async def __aenter__(self) -> "InMemoryUnitOfWork":
+        await self._store.lock.acquire()
+        self.state = copy.deepcopy(self._store.state)
+        self._active = True
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            if not self._committed:
+                await self.rollback()
+        finally:
+            self._active = False
+            self._store.lock.release()
+
+    async def flush(self) -> CommitResult:
+        for aggregate in self._tracked:
+            self._collect(aggregate)
+        base = len(self._store.log)
+        known = {e.event.event_id for e in itertools.chain(self._store.log, self._staged_log)}
+        for event in self._pending:
+            if event.event_id in known:
+                raise Internal(f"duplicate event id {event.event_id}")
+            known.add(event.event_id)
+            self._staged_log.append(LoggedEvent(position=base + len(self._staged_log) + 1, event=event))
+        self._pending = []
+        return CommitResult(positions={"0": base + len(self._staged_log)})
+
+    async def commit(self) -> CommitResult:
+        result = await self.flush()
+        self._store.state = self.state
+        self._store.log.extend(self._staged_log)
+        self._committed = True
+        return result
+
+    async def rollback(self) -> None:
+        self._pending.clear()
+        self._staged_log.clear()
+        self.state = _State()
