@@ -27,6 +27,11 @@ class ConfigError(Exception):
         self.problems = list(problems)
 
 
+# batched: DataLoader-coalesced reads; naive: the legacy one-read-per-node path;
+# shadow: run both, answer with batched, count mismatches (the rollback switch).
+TRAVERSE_ENGINES = ("batched", "naive", "shadow")
+
+
 @dataclass(frozen=True)
 class Settings:
     db_path: str
@@ -36,12 +41,14 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     projector_enabled: bool = True
     projector_poll_interval_ms: int = 50
+    traverse_engine: str = "batched"
 
     def __repr__(self) -> str:  # never print the secret
         return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
                 f"query_addr={self.query_addr!r}, log_level={self.log_level!r}, "
                 f"projector_enabled={self.projector_enabled!r}, "
                 f"projector_poll_interval_ms={self.projector_poll_interval_ms!r}, "
+                f"traverse_engine={self.traverse_engine!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -88,6 +95,11 @@ class Settings:
             problems.append(f"EDGEWISE_PROJECTOR_POLL_INTERVAL_MS must be a positive "
                             f"integer, got {interval_text!r}")
 
+        engine = (get("EDGEWISE_TRAVERSE_ENGINE") or "batched").lower()
+        if engine not in TRAVERSE_ENGINES:
+            problems.append(f"EDGEWISE_TRAVERSE_ENGINE must be one of {', '.join(TRAVERSE_ENGINES)}, "
+                            f"got {engine!r}")
+
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -98,4 +110,5 @@ class Settings:
             log_level=log_level,
             projector_enabled=enabled_text in _TRUE,
             projector_poll_interval_ms=interval,
+            traverse_engine=engine,
         )

@@ -75,7 +75,7 @@ async def bootstrap(settings: Settings) -> QueryApplication:
         read_model=SqliteReadModel(readers), store=store, event_log=SqliteEventLog(readers),
         signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
         poll_interval=settings.projector_poll_interval_ms / 1000.0,
-        traverse_engine=getattr(settings, "traverse_engine", "batched"))
+        traverse_engine=settings.traverse_engine)
     if app.projector is not None:
         await app.projector.start_position()  # type: ignore[attr-defined]
     app.closers += [writer.close, readers.close]

@@ -80,7 +80,8 @@ def test_bad_reads(graph):
     invalid(lambda: qs.ListEdges(q.ListEdgesRequest(name=graph.name("a"), direction=pb.DIRECTION_OUT,
                                                     page_size=-1)), "page_size")
     invalid(lambda: qs.ListNodes(q.ListNodesRequest(parent=graph.parent, type="User", page_size=-5)), "page_size")
-    invalid(lambda: qs.ListNodes(q.ListNodesRequest(parent=graph.parent, type="User", filter="name = = 'x'")),
+    invalid(lambda: qs.ListNodes(q.ListNodesRequest(parent=graph.parent, type="User", filter="name = = 'x'",
+                                                 consistency=graph.consistency())),
             "filter")
     invalid(lambda: qs.ListNodes(q.ListNodesRequest(parent=graph.parent, type="User", filter="ghost = 1")),
             "filter")

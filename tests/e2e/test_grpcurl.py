@@ -63,7 +63,7 @@ def test_walkthrough_with_grpcurl(stack):
     out = json.loads(grpcurl(stack.command_addr, f"{C}/AddEdge", data={
         "parent": graph, "edge": {"source": f"{graph}/nodes/ada", "type": "follows",
                                   "target": f"{graph}/nodes/grace"}}).stdout)
-    token = out["consistencyToken"]
+    token = out.get("consistencyToken") or out["consistency_token"]  # grpcurl 1.8 prints proto names
     listed = json.loads(grpcurl(stack.query_addr, f"{Q}/ListEdges", data={
         "name": f"{graph}/nodes/ada", "direction": "DIRECTION_OUT", "includeNeighbors": True,
         "consistency": {"atLeastToken": token}}).stdout)

@@ -53,7 +53,7 @@ class ListEdgesHandler:
         size = page_size(query.page_size)
         params = {"graph": query.graph, "node": query.node_id, "direction": query.direction.value,
                   "edge_type": query.edge_type, "after": _us(query.created_after),
-                  "before": _us(query.created_before), "neighbors": query.include_neighbors}
+                  "before": _us(query.created_before)}  # include_neighbors shapes the page, not the result set
         cursor = self._tokens.read(query.page_token, "ListEdges", params)
         await self._gate.ensure(query.consistency)
         after = (int(cursor[0]), str(cursor[1]), str(cursor[2])) if cursor else None

@@ -34,6 +34,7 @@ class TraversalStep:
     direction: Direction
     node_filter: str = ""
     per_node_limit: int = 0
+    repeat: bool = False  # only on the last step: apply it level after level up to max_depth
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,15 @@ class TraverseHandler:
         fanout = _bounded(query.budget.per_node_fanout, DEFAULT_FANOUT, MAX_FANOUT, "budget.per_node_fanout")
         for i, step in enumerate(query.steps):
             _bounded(step.per_node_limit, 0, MAX_FANOUT, f"steps[{i}].per_node_limit")
+            if step.repeat and i != len(query.steps) - 1:
+                raise _invalid(f"steps[{i}].repeat", "only the last step may repeat")
+        steps = list(query.steps)
+        if steps[-1].repeat:
+            steps += [steps[-1]] * max(0, max_depth - len(steps))
         await self._gate.ensure(query.consistency)
         schema = await self._rm.get_schema(query.graph) or Schema(graph=query.graph)
-        filters = self._compile(schema, query.steps)
-        run = lambda loaders: self._walk(loaders, query, filters, max_depth, max_nodes, fanout)  # noqa: E731
+        filters = self._compile(schema, steps)
+        run = lambda loaders: self._walk(loaders, query, steps, filters, max_depth, max_nodes, fanout)  # noqa: E731
         if self.engine == "naive":
             return await run(NaiveLoaders(self._rm, query.graph))
         result = await run(RequestLoaders(self._rm, query.graph))
@@ -136,7 +142,8 @@ class TraverseHandler:
             filters.append(parse_filter(step.node_filter, node_type, field=f"steps[{i}].node_filter"))
         return filters
 
-    async def _walk(self, loaders: Loaders, query: Traverse, filters: list[Specification], max_depth: int,
+    async def _walk(self, loaders: Loaders, query: Traverse, steps: Sequence[TraversalStep],
+                    filters: list[Specification], max_depth: int,
                     max_nodes: int, fanout: int) -> TraversalResult:
         result = TraversalResult()
         start = (await loaders.get_nodes([query.start])).get(query.start)
@@ -152,7 +159,7 @@ class TraverseHandler:
             if not result.truncated:
                 result.truncated, result.truncated_reason = True, reason
 
-        for depth, (step, spec) in enumerate(zip(query.steps, filters), start=1):
+        for depth, (step, spec) in enumerate(zip(steps, filters), start=1):
             if not frontier:
                 break
             if depth > max_depth:

@@ -116,7 +116,7 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
         steps = tuple(
             TraversalStep(edge_type=s.edge_type,
                           direction=direction_from_proto(s.direction, f"steps[{i}].direction", allow_both=True),
-                          node_filter=s.node_filter, per_node_limit=s.per_node_limit)
+                          node_filter=s.node_filter, per_node_limit=s.per_node_limit, repeat=s.repeat)
             for i, s in enumerate(request.steps))
         b = request.budget
         result = await self._q.traverse(Traverse(
