@@ -21,7 +21,8 @@ def version_from_etag(etag: str, field_path: str = "etag") -> int:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    # ASCII digits only ("²" and "١" pass str.isdigit), and no more than an int64 holds.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise ValidationFailed.of(field_path, f"{etag!r} is not an etag this service issued", reason=Reason.INVALID_ARGUMENT)
     return int(text)
 

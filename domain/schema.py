@@ -126,7 +126,8 @@ def validate_properties(
             violations.append(FieldViolation(path, f"{owner} has no property {name!r}"))
             continue
         if not pdef.kind.accepts(value):
-            violations.append(FieldViolation(path, f"{name!r} must be a {pdef.kind.value}, got {type(value).__name__}"))
+            got = "NaN" if isinstance(value, float) and value != value else type(value).__name__
+            violations.append(FieldViolation(path, f"{name!r} must be a {pdef.kind.value}, got {got}"))
             continue
         out[name] = pdef.kind.normalise(value)
     if check_required:

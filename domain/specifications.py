@@ -258,10 +258,9 @@ def _parse_timestamp(text: str) -> datetime | None:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", text):
         return None
     try:
-        value = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
+        return datetime.fromisoformat(text.replace("z", "Z")).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         return None
-    return value.astimezone(timezone.utc)
 
 
 class _Parser:
@@ -314,7 +313,12 @@ class _Parser:
         tok = self.peek()
         if tok.kind == "NOT":
             self.take()
-            return Not(self.unary())
+            self.depth += 1  # NOT NOT NOT ... nests too
+            if self.depth > MAX_NESTING:
+                raise _FilterError(f"filter nests deeper than {MAX_NESTING} levels", tok.pos)
+            inner = self.unary()
+            self.depth -= 1
+            return Not(inner)
         if tok.kind == "LPAREN":
             self.take()
             if self.peek().kind == "RPAREN":

@@ -35,7 +35,11 @@ class PropertyKind(Enum):
         if self is PropertyKind.INT:
             return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
         if self is PropertyKind.DOUBLE:
-            return isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool))
+            # NaN is refused: it equals nothing (unique claims, filters, indexes, ordering all break on
+            # it) and DynamoDB numbers cannot hold it. +-inf are ordinary, ordered values.
+            if isinstance(value, float):
+                return value == value
+            return isinstance(value, int) and not isinstance(value, bool)
         if self is PropertyKind.BOOL:
             return isinstance(value, bool)
         return isinstance(value, datetime) and value.tzinfo is not None

@@ -54,13 +54,21 @@ def timestamp_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None
     return ts
 
 
-def datetime_from_proto(ts: timestamp_pb2.Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=timezone.utc)
+def datetime_from_proto(ts: timestamp_pb2.Timestamp, field_path: str = "timestamp") -> datetime:
+    """A Timestamp outside 0001-01-01..9999-12-31 (or with nanos outside 0..999999999)
+    is the caller's mistake: INVALID_ARGUMENT naming the field."""
+    try:
+        return ts.ToDatetime(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
+        raise ValidationFailed.of(
+            field_path, f"not a valid timestamp (seconds={ts.seconds}, nanos={ts.nanos}); it must lie within "
+            "0001-01-01T00:00:00Z..9999-12-31T23:59:59.999999999Z with nanos in 0..999999999",
+            reason=Reason.INVALID_ARGUMENT) from None
 
 
 def optional_datetime(message: Any, field: str) -> datetime | None:
     """The Timestamp field as a datetime, or None when unset."""
-    return datetime_from_proto(getattr(message, field)) if message.HasField(field) else None
+    return datetime_from_proto(getattr(message, field), field) if message.HasField(field) else None
 
 
 # --- properties ------------------------------------------------------------------------
@@ -84,7 +92,7 @@ def value_from_proto(value: pb.PropertyValue, field_path: str) -> PropertyValue:
     if kind is None:
         raise ValidationFailed.of(field_path, "property value has no kind set", reason=Reason.INVALID_PROPERTY)
     if kind == "timestamp_value":
-        return datetime_from_proto(value.timestamp_value)
+        return datetime_from_proto(value.timestamp_value, field_path)
     return getattr(value, kind)
 
 
@@ -97,7 +105,9 @@ def properties_from_proto(values: Mapping[str, pb.PropertyValue], field_prefix: 
         except ValidationFailed as exc:
             violations.extend(exc.violations)
     if violations:
-        raise ValidationFailed("property values without a kind", reason=Reason.INVALID_PROPERTY,
+        raise ValidationFailed("invalid property values: " + "; ".join(f"{v.field}: {v.description}"
+                                                                  for v in violations[:5]),
+                               reason=Reason.INVALID_PROPERTY,
                                violations=violations)
     return out
 

@@ -84,35 +84,32 @@ def _resolve_trace_id(trace_id: str) -> str:
     return ctx.trace_id or ctx.request_id
 
 
+# The status travels in trailing metadata: the message as grpc-message (percent-encoded) and
+# the whole Status as grpc-status-details-bin (base64). gRPC clients refuse metadata past
+# 8-16 KiB by default, so an error that echoes a huge request value would reach the caller
+# as a bare RESOURCE_EXHAUSTED with no ErrorInfo at all. Every text is clipped, and the
+# limits tighten until the serialised Status fits MAX_STATUS_BYTES.
+MAX_STATUS_BYTES = 3072
+_LIMITS = ((512, 256, 20), (256, 96, 5), (96, 48, 1))  # (message bytes, other text bytes, violations)
+
+
+def _clip(text: str, limit: int) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", errors="ignore") + f"... ({len(data) - limit} more bytes)"
+
+
 def rich_status(exc: BaseException, *, trace_id: str = "") -> status_pb2.Status:
-    """Build the google.rpc.Status for ``exc``."""
+    """Build the google.rpc.Status for ``exc`` (bounded in size, see MAX_STATUS_BYTES)."""
     trace_id = _resolve_trace_id(trace_id)
     request_id = current_context().request_id
     code = code_for(exc)
-    details: list = []
 
     if isinstance(exc, DomainError) and code is not grpc.StatusCode.INTERNAL:
         message = exc.message
         reason = exc.reason
         metadata = dict(exc.metadata)
-        if isinstance(exc, ValidationFailed) and exc.violations:
-            details.append(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in exc.violations
-            ]))
-        elif isinstance(exc, (NotFound, AlreadyExists)):
-            details.append(error_details_pb2.ResourceInfo(
-                resource_type=exc.resource_type, resource_name=exc.resource_name,
-                description=exc.message))
-        elif isinstance(exc, RuleViolated):
-            details.append(error_details_pb2.PreconditionFailure(violations=[
-                error_details_pb2.PreconditionFailure.Violation(
-                    type=v.type, subject=v.subject, description=v.description)
-                for v in exc.violations
-            ]))
-        elif isinstance(exc, (RateLimited, Unavailable)):
-            details.append(error_details_pb2.RetryInfo(
-                retry_delay=_retry_delay(exc.retry_after_seconds)))
     elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
         # A bare asyncio/builtin timeout: say what happened, not where.
         message = "deadline exceeded"
@@ -129,12 +126,47 @@ def rich_status(exc: BaseException, *, trace_id: str = "") -> status_pb2.Status:
         message = f"internal error (trace id {trace_id or 'unknown'})"
         reason = exc.reason if isinstance(exc, DomainError) else Reason.INTERNAL
         metadata = {}
-
     if trace_id:
         metadata.setdefault("trace_id", trace_id)
     if request_id:
         metadata.setdefault("request_id", request_id)
-    error_info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+
+    status = status_pb2.Status()
+    for message_limit, text_limit, max_items in _LIMITS:
+        status = _status(exc, code, _clip(message, message_limit), reason, metadata, text_limit, max_items)
+        if status.ByteSize() <= MAX_STATUS_BYTES:
+            break
+    return status
+
+
+def _status(exc: BaseException, code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str],
+            limit: int, max_items: int) -> status_pb2.Status:
+    def clip(text: str) -> str:
+        return _clip(text, limit)
+
+    details: list = []
+    if isinstance(exc, DomainError) and code is not grpc.StatusCode.INTERNAL:
+        if isinstance(exc, ValidationFailed) and exc.violations:
+            violations = [(clip(v.field), clip(v.description)) for v in exc.violations[:max_items]]
+            if len(exc.violations) > max_items:
+                violations.append(("...", f"and {len(exc.violations) - max_items} more violation(s)"))
+            details.append(error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]))
+        elif isinstance(exc, (NotFound, AlreadyExists)):
+            details.append(error_details_pb2.ResourceInfo(
+                resource_type=exc.resource_type, resource_name=clip(exc.resource_name),
+                description=clip(exc.message)))
+        elif isinstance(exc, RuleViolated):
+            details.append(error_details_pb2.PreconditionFailure(violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=v.type, subject=clip(v.subject), description=clip(v.description))
+                for v in exc.violations[:max_items]
+            ]))
+        elif isinstance(exc, (RateLimited, Unavailable)):
+            details.append(error_details_pb2.RetryInfo(
+                retry_delay=_retry_delay(exc.retry_after_seconds)))
+    error_info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
+                                             metadata={k: clip(v) for k, v in metadata.items()})
     return status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=message,

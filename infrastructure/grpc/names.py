@@ -15,14 +15,15 @@ NODE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 TYPE_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,63}"
 PROPERTY_NAME_PATTERN = TYPE_NAME_PATTERN
 
-GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}$")
-NODE_ID_RE = re.compile(rf"^{NODE_ID_PATTERN}$")
-TYPE_NAME_RE = re.compile(rf"^{TYPE_NAME_PATTERN}$")
-PROPERTY_NAME_RE = re.compile(rf"^{PROPERTY_NAME_PATTERN}$")
-GRAPH_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})$")
-SCHEMA_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/schema$")
-NODE_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/nodes/({NODE_ID_PATTERN})$")
-UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+# \Z, not $: "$" also matches before a trailing newline, so "graphs/g\n" would parse as "graphs/g".
+GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}\Z")
+NODE_ID_RE = re.compile(rf"^{NODE_ID_PATTERN}\Z")
+TYPE_NAME_RE = re.compile(rf"^{TYPE_NAME_PATTERN}\Z")
+PROPERTY_NAME_RE = re.compile(rf"^{PROPERTY_NAME_PATTERN}\Z")
+GRAPH_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})\Z")
+SCHEMA_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/schema\Z")
+NODE_NAME_RE = re.compile(rf"^graphs/({GRAPH_ID_PATTERN})/nodes/({NODE_ID_PATTERN})\Z")
+UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z",
                       re.IGNORECASE)
 
 GRAPH_NAME_FORMAT = "graphs/{graph} with graph matching ^" + GRAPH_ID_PATTERN + "$"
@@ -87,3 +88,11 @@ def parse_node_name(name: str, *, field: str = "name") -> tuple[str, str]:
     if not match:
         raise _invalid(field, f"must be {NODE_NAME_FORMAT}, got {name!r}")
     return match.group(1), match.group(2)
+
+
+def parse_node_name_in(graph: str, name: str, *, field: str = "name") -> str:
+    """``graphs/{graph}/nodes/{node}`` → node id, where the node must live in ``graph``."""
+    node_graph, node_id = parse_node_name(name, field=field)
+    if node_graph != graph:
+        raise ValidationFailed.of(field, f"{name!r} is not in graphs/{graph}", reason=Reason.INVALID_ARGUMENT)
+    return node_id

@@ -60,8 +60,9 @@ class ListEdgesHandler:
         rows = await self._rm.list_adjacency(
             query.graph, AdjacencyKey(query.node_id, query.direction, query.edge_type or None), limit=size + 1,
             after=after, created_after_us=_us(query.created_after), created_before_us=_us(query.created_before))
-        if not rows and cursor is None:
-            # an empty first page: tell "no edges" from "no such node" (AIP-132)
+        if not rows:
+            # an empty page: tell "no edges" from "no such node" (AIP-132), also when a page
+            # token points into the adjacency of a node deleted since
             if not await self._rm.get_nodes(query.graph, [query.node_id]):
                 raise node_not_found(query.graph, [query.node_id])
         page = rows[:size]

@@ -69,13 +69,17 @@ class ListNodesHandler:
     async def __call__(self, query: ListNodes) -> NodePage:
         size = page_size(query.page_size)
         params = {"graph": query.graph, "type": query.node_type, "filter": query.filter, "order_by": query.order_by}
-        cursor = self._tokens.read(query.page_token, "ListNodes", params)
         await self._gate.ensure(query.consistency)
         schema = await self._rm.get_schema(query.graph) or Schema(graph=query.graph)
         node_type = schema.node_type(query.node_type, "type")
         spec = parse_filter(query.filter, node_type)
         order = parse_order_by(query.order_by, node_type)
         plan = self._planner.plan(node_type, spec, order)
+        # A cursor is a position in one access path (an id, an (index value, id), an offset):
+        # bind it to the plan, so a token from before a schema change that altered the plan
+        # is refused (INVALID_PAGE_TOKEN) instead of being read as another path's position.
+        params["plan"] = plan.text
+        cursor = self._tokens.read(query.page_token, "ListNodes", params)
         if plan.sort:
             nodes, token = await self._sorted_page(query, plan, size, params, cursor)
         else:

@@ -104,3 +104,20 @@ def test_etag_round_trip():
 def test_unique_values(schema, causation):
     node = make(schema, causation, email="a@b")
     assert node.unique_values(schema) == {"email": "a@b"}
+
+
+@pytest.mark.parametrize("etag", ['"²"', '"١٢"', '"' + "9" * 5000 + '"', '"99999999999999999999"', '"-1"'])
+def test_etags_we_never_issue_are_invalid_arguments_not_crashes(etag):
+    with pytest.raises(ValidationFailed) as err:
+        version_from_etag(etag)
+    assert err.value.violations[0].field == "etag"
+
+
+def test_nan_is_not_a_double_value(schema, causation):
+    with pytest.raises(ValidationFailed) as err:
+        Node.create(graph="g1", node_id="n", type_name="User", properties={"name": "x", "score": float("nan")},
+                    schema=schema, causation=causation)
+    assert err.value.reason == Reason.INVALID_PROPERTY and "NaN" in err.value.violations[0].description
+    node = Node.create(graph="g1", node_id="n", type_name="User", properties={"name": "x", "score": float("-inf")},
+                       schema=schema, causation=causation)
+    assert node.properties["score"] == float("-inf")

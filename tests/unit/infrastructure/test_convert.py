@@ -58,3 +58,23 @@ def test_direction_rules():
     with pytest.raises(ValidationFailed):
         convert.direction_from_proto(pb.DIRECTION_BOTH)
     assert convert.direction_from_proto(pb.DIRECTION_BOTH, allow_both=True) is Direction.BOTH
+
+
+@pytest.mark.parametrize("seconds,nanos", [(253402300800, 0), (-62135596801, 0), (0, -1), (0, 10**9), (2**62, 0)])
+def test_timestamps_out_of_range_are_invalid_arguments(seconds, nanos):
+    value = pb.PropertyValue(timestamp_value={"seconds": seconds, "nanos": nanos})
+    with pytest.raises(ValidationFailed) as err:
+        convert.properties_from_proto({"born": value}, "node.properties")
+    assert err.value.violations[0].field == "node.properties['born']"
+    request = pb.Node()
+    request.create_time.seconds, request.create_time.nanos = seconds, nanos
+    with pytest.raises(ValidationFailed) as err:
+        convert.optional_datetime(request, "create_time")
+    assert err.value.violations[0].field == "create_time"
+
+
+def test_timestamps_at_the_limits_convert():
+    low = convert.datetime_from_proto(pb.PropertyValue(timestamp_value={"seconds": -62135596800}).timestamp_value)
+    high = convert.datetime_from_proto(pb.PropertyValue(
+        timestamp_value={"seconds": 253402300799, "nanos": 999999999}).timestamp_value)
+    assert low.year == 1 and high.year == 9999

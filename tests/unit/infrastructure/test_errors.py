@@ -136,3 +136,20 @@ def test_not_implemented_is_unimplemented():
     status = rich_status(NotImplementedError("Method not implemented!"))
     assert status.code == code_pb2.UNIMPLEMENTED
     assert status.message == "method not implemented"
+
+
+@pytest.mark.parametrize("exc", [
+    ValidationFailed("x" * 100_000, violations=[FieldViolation(f"names[{i}]", "ü" * 5000) for i in range(1000)]),
+    NotFound("n" * 50_000, resource_type="t", resource_name="r" * 50_000),
+    RuleViolated("💥" * 50_000, metadata={"subject": "s" * 50_000}),
+])
+def test_a_status_stays_small_enough_for_the_trailers(exc):
+    """gRPC clients refuse trailers past 8 KiB: a status echoing huge input must still arrive."""
+    status = rich_status(exc)
+    assert status.ByteSize() <= 3072 and len(status.message.encode()) <= 600
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+    if isinstance(exc, ValidationFailed):
+        br = error_details_pb2.BadRequest()
+        next(d for d in status.details if d.Is(error_details_pb2.BadRequest.DESCRIPTOR)).Unpack(br)
+        assert br.field_violations and br.field_violations[0].field == "names[0]"

@@ -1,6 +1,6 @@
 import pytest
 
-from domain.errors import ValidationFailed
+from domain.errors import Reason, ValidationFailed
 from infrastructure.grpc import names
 
 
@@ -35,3 +35,14 @@ def test_limits_are_inclusive():
     assert names.is_type_name("A" + "b" * 63) and not names.is_type_name("A" + "b" * 64)
     assert names.is_uuid4("3f1c0c2e-8d1a-4c1e-9a7b-2f0c1d2e3f4a")
     assert not names.is_uuid4("3f1c0c2e-8d1a-1c1e-9a7b-2f0c1d2e3f4a")  # version 1
+
+
+def test_parse_node_name_in_requires_the_given_graph():
+    assert names.parse_node_name_in("g", "graphs/g/nodes/a", field="edge.source") == "a"
+    with pytest.raises(ValidationFailed) as err:
+        names.parse_node_name_in("g", "graphs/h/nodes/a", field="edge.source")
+    assert err.value.reason == Reason.INVALID_ARGUMENT
+    assert [v.field for v in err.value.violations] == ["edge.source"]
+    with pytest.raises(ValidationFailed) as err:
+        names.parse_node_name_in("g", "nodes/a", field="edge.source")
+    assert err.value.reason == Reason.INVALID_NAME

@@ -111,3 +111,19 @@ def test_combinators():
     assert (a & b).is_satisfied_by({"age": 3})
     assert (a | b).is_satisfied_by({"age": 0})
     assert (~a).is_satisfied_by({"age": 0})
+
+
+@pytest.mark.parametrize("text", [
+    "NOT " * 1000 + "age = 1",  # deep NOT chains used to blow the recursion limit
+    "NOT " * 33 + "age = 1",
+    'born > "0001-01-01T00:00:00+01:00"',  # before year 1 once in UTC
+    'born < "9999-12-31T23:59:59-01:00"',  # after year 9999 once in UTC
+])
+def test_pathological_filters_are_invalid_not_crashes(text):
+    with pytest.raises(ValidationFailed) as err:
+        parse_filter(text, USER)
+    assert err.value.reason == Reason.INVALID_FILTER
+
+
+def test_a_few_nots_still_parse():
+    assert parse_filter("NOT NOT age = 1", USER) == Not(Not(Comparison("age", "=", 1)))

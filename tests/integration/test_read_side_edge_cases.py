@@ -1,0 +1,116 @@
+"""Read-side edge cases on a real SQLite file: plans changing under a page token, a value
+the index cannot hold, and consistency waits bounded by the call's deadline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from domain.errors import Reason, ValidationFailed
+from edgewise.graph.v1 import query_service_pb2 as qpb
+from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
+from edgewise.graph.v1 import resources_pb2 as pb
+from infrastructure.config import Settings
+from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.server import start_server
+from infrastructure.tokens import TokenSigner
+from query_service.app.queries.get_node import GetNode
+from query_service.app.queries.list_nodes import ListNodes
+from query_service.bootstrap import bootstrap
+from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
+from tests.query_support import DOC, SECRET, USER, Events, init_db, schema, write_events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def app(tmp_path):
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    application = await bootstrap(Settings(db_path=path, token_secret=SECRET, projector_poll_interval_ms=10))
+    application.path = path
+    yield application
+    await application.close()
+
+
+async def test_a_page_token_from_before_a_plan_change_is_refused_not_misread(app):
+    ev = Events()
+    write_events(app.path, [ev.schema(), *[ev.create(f"u{i}", score=float(i)) for i in range(5)]])
+    await app.projector.catch_up()
+    q = app.queries
+    first = await q.list_nodes(ListNodes("g", "User", filter="score > 0", page_size=2, explain=True))
+    assert first.plan.startswith("TYPE_SCAN") and first.next_page_token
+    # "score" becomes indexed: the same request now runs as an index range scan
+    indexed = replace(USER, properties=tuple(replace(p, indexed=True) if p.name == "score" else p
+                                             for p in USER.properties))
+    write_events(app.path, [ev.schema(schema("g", 2, node_types=(indexed, DOC)))])
+    await app.projector.catch_up()
+    with pytest.raises(ValidationFailed) as err:
+        await q.list_nodes(ListNodes("g", "User", filter="score > 0", page_size=2, page_token=first.next_page_token))
+    assert err.value.reason == Reason.INVALID_PAGE_TOKEN
+    again = await q.list_nodes(ListNodes("g", "User", filter="score > 0", page_size=2, explain=True))
+    assert again.plan.startswith("INDEX_RANGE(User.score)") and [n.id for n in again.nodes] == ["u1", "u2"]
+    rest = await q.list_nodes(ListNodes("g", "User", filter="score > 0", page_size=2,
+                                        page_token=again.next_page_token))
+    assert [n.id for n in rest.nodes] == ["u3", "u4"]
+
+
+async def test_a_nan_in_an_indexed_property_does_not_wedge_the_projector(app):
+    """The domain refuses NaN now, but a log written before may hold one. SQLite stores NaN
+    as NULL, which the index's primary key refuses; the projector must skip the entry
+    (INSERT OR IGNORE does), never fail the batch forever."""
+    ev = Events()
+    indexed = replace(USER, properties=tuple(replace(p, indexed=True) if p.name == "score" else p
+                                             for p in USER.properties))
+    write_events(app.path, [ev.schema(schema("g", 1, node_types=(indexed, DOC))),
+                            ev.create("a", score=float("nan")), ev.create("b", score=1.0),
+                            ev.update("a", score=float("nan"), age=3)])
+    await app.projector.catch_up()
+    assert app.projector.progress.position() == 4
+    a = await app.queries.get_node(GetNode("g", "a"))
+    assert a.properties["age"] == 3 and a.properties["score"] != a.properties["score"]
+    page = await app.queries.list_nodes(ListNodes("g", "User", filter="score >= 0"))
+    assert [n.id for n in page.nodes] == ["b"]
+
+
+@pytest.fixture
+async def stub(tmp_path):
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    ev = Events()
+    write_events(path, [ev.schema(), ev.create("a")])
+    app = await bootstrap(Settings(db_path=path, token_secret=SECRET))
+    await app.projector.catch_up()
+    running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
+                                 interceptors=default_interceptors())
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    yield qgrpc.GraphQueryServiceStub(channel)
+    await channel.close()
+    await running.stop(0)
+    await app.close()
+
+
+@pytest.mark.parametrize("timeout", [0.05, 0.2, 0.5])
+async def test_a_consistency_wait_ends_within_the_deadline_with_unavailable(stub, timeout):
+    """A token the projection cannot reach in time: UNAVAILABLE with RetryInfo, answered
+    before the caller's deadline (never DEADLINE_EXCEEDED, never INTERNAL)."""
+    ahead = TokenSigner(SECRET).sign({"p": {"0": 10**12}})
+    for _ in range(5):
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetNode(qpb.GetNodeRequest(name="graphs/g/nodes/a",
+                                                  consistency=pb.ReadConsistency(at_least_token=ahead)),
+                               timeout=timeout)
+        assert err.value.code() is grpc.StatusCode.UNAVAILABLE, (err.value.code(), err.value.details())
+        assert time.monotonic() - started < timeout
+        status = rpc_status.from_call(err.value)
+        kinds = [d.type_url.rsplit("/", 1)[-1] for d in status.details]
+        assert kinds.count("google.rpc.ErrorInfo") == 1 and "google.rpc.RetryInfo" in kinds
+        info = error_details_pb2.ErrorInfo()
+        status.details[0].Unpack(info)
+        assert info.reason == Reason.CONSISTENCY_NOT_REACHED
