@@ -12,10 +12,8 @@ import asyncio
 import logging
 import sys
 
-from infrastructure.config import ConfigError, Settings
-from infrastructure.grpc.interceptors import default_interceptors
-from infrastructure.logging import configure_logging
-from infrastructure.grpc.server import serve_until_signalled, start_server
+from infrastructure.config import Settings
+from infrastructure.process import run_service, serve_grpc
 from query_service.bootstrap import bootstrap
 from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
 
@@ -37,15 +35,13 @@ async def main(settings: Settings) -> None:
         projector_task = asyncio.create_task(app.projector.run(), name="projector")  # type: ignore[attr-defined]
         projector_task.add_done_callback(_report_projector_exit)
     try:
-        running = await start_server(address=settings.query_addr, register=register(app),
-                                     service_names=[SERVICE_NAME], interceptors=default_interceptors())
-
         async def stop_projector() -> None:
             if projector_task is not None:
                 app.projector.stop()  # type: ignore[attr-defined]
                 await projector_task  # the current batch commits, then the loop ends
 
-        await serve_until_signalled(running, GRACE_SECONDS, on_shutdown=[stop_projector])
+        await serve_grpc(address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],
+                         grace=GRACE_SECONDS, on_shutdown=[stop_projector])
     finally:
         if projector_task is not None and not projector_task.done():
             projector_task.cancel()
@@ -53,14 +49,7 @@ async def main(settings: Settings) -> None:
 
 
 def run() -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    asyncio.run(main(settings))
-    return 0
+    return run_service("query service", main)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ from domain.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from domain.events import DomainEvent
 from domain.node import Node
 from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEvent
 from domain.rules import UniqueValueFree
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import EdgeKey, PropertyValue, encode_value
+from infrastructure.persistence.tracking import AggregateTracker
 
 NODE_RESOURCE = "edgewise.graph.v1/Node"
 EDGE_RESOURCE = "edgewise.graph.v1/Edge"
@@ -344,9 +344,7 @@ class InMemoryUnitOfWork:
         self.state: _State = _State()
         self._active = False
         self._committed = False
-        self._tracked: list[Any] = []
-        self._tracked_ids: set[int] = set()
-        self._pending: list[DomainEvent] = []
+        self._aggregates = AggregateTracker()
         self._staged_log: list[LoggedEvent] = []
         self.schemas = _SchemaRepo(self)
         self.nodes = _NodeRepo(self)
@@ -355,16 +353,7 @@ class InMemoryUnitOfWork:
         self.cascades = _CascadeQueue(self)
 
     def track(self, aggregate: Any) -> None:
-        if id(aggregate) not in self._tracked_ids:
-            self._tracked_ids.add(id(aggregate))
-            self._tracked.append(aggregate)
-        self._collect(aggregate)
-
-    def _collect(self, aggregate: Any) -> None:
-        events = getattr(aggregate, "events", None)
-        if events:
-            self._pending.extend(events)
-            events.clear()
+        self._aggregates.track(aggregate)
 
     async def __aenter__(self) -> "InMemoryUnitOfWork":
         await self._store.lock.acquire()
@@ -382,16 +371,13 @@ class InMemoryUnitOfWork:
             self._store.lock.release()
 
     async def flush(self) -> CommitResult:
-        for aggregate in self._tracked:
-            self._collect(aggregate)
         base = len(self._store.log)
         known = {e.event.event_id for e in itertools.chain(self._store.log, self._staged_log)}
-        for event in self._pending:
+        for event in self._aggregates.take_events():
             if event.event_id in known:
                 raise Internal(f"duplicate event id {event.event_id}")
             known.add(event.event_id)
             self._staged_log.append(LoggedEvent(position=base + len(self._staged_log) + 1, event=event))
-        self._pending = []
         return CommitResult(positions={"0": base + len(self._staged_log)})
 
     async def commit(self) -> CommitResult:
@@ -402,6 +388,6 @@ class InMemoryUnitOfWork:
         return result
 
     async def rollback(self) -> None:
-        self._pending.clear()
+        self._aggregates.discard()
         self._staged_log.clear()
         self.state = _State()

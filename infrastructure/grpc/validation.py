@@ -116,11 +116,13 @@ class Required:
 
 @dataclass(frozen=True)
 class _Pattern:
+    """A string field in a declared format; empty is "is required" unless optional.
+    Subclasses define ``kind`` and ``matches`` (or ``check_value`` for more)."""
+
     path: str
     required: bool = True
 
     kind = ""
-    example = ""
 
     def matches(self, value: str) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -131,9 +133,11 @@ class _Pattern:
             if self.required:
                 yield Violation(_join(prefix, self.path), "is required")
             return
+        yield from self.check_value(value, _join(prefix, self.path), root)
+
+    def check_value(self, value: str, field_path: str, root: Any) -> Iterator[Violation]:
         if not self.matches(value):
-            yield Violation(_join(prefix, self.path),
-                            f"must be {self.kind}, got {value!r}", Reason.INVALID_NAME)
+            yield Violation(field_path, f"must be {self.kind}, got {value!r}", Reason.INVALID_NAME)
 
 
 class GraphName(_Pattern):
@@ -174,79 +178,67 @@ def _graph_of(root: Any, path: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class NodeName:
+class NodeName(_Pattern):
     """A node resource name; with ``same_graph_as`` (a root field holding a graph or
     node name) it must also live in that graph."""
 
-    path: str
-    required: bool = True
     same_graph_as: str | None = None
 
-    def check(self, root, msg, prefix):
-        value = _get(msg, self.path)
-        if _is_empty(value):
-            if self.required:
-                yield Violation(_join(prefix, self.path), "is required")
+    kind = names.NODE_NAME_FORMAT
+
+    def check_value(self, value, field_path, root):
+        match = names.NODE_NAME_RE.match(value)
+        if not match:
+            yield Violation(field_path, f"must be {self.kind}, got {value!r}", Reason.INVALID_NAME)
             return
-        yield from _check_node_name(value, _join(prefix, self.path), root, self.same_graph_as)
-
-
-def _check_node_name(value: str, field_path: str, root: Any, same_graph_as: str | None):
-    match = names.NODE_NAME_RE.match(value)
-    if not match:
-        yield Violation(field_path, f"must be {names.NODE_NAME_FORMAT}, got {value!r}",
-                        Reason.INVALID_NAME)
-        return
-    if same_graph_as is not None:
-        graph = _graph_of(root, same_graph_as)
-        if graph is not None and graph != match.group(1):
-            yield Violation(field_path, f"must be in graphs/{graph} (as {same_graph_as}), "
-                            f"got {value!r}")
+        if self.same_graph_as is not None:
+            graph = _graph_of(root, self.same_graph_as)
+            if graph is not None and graph != match.group(1):
+                yield Violation(field_path, f"must be in graphs/{graph} (as {self.same_graph_as}), "
+                                f"got {value!r}")
 
 
 @dataclass(frozen=True)
-class EachNodeName:
+class _EachString:
+    """Every string of a repeated field passes ``item`` (paths get ``[i]``; an empty
+    string is malformed, not missing)."""
+
+    path: str
+
+    @property
+    def item(self) -> _Pattern:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def check(self, root, msg, prefix):
+        values = _get(msg, self.path)
+        if values is _ABSENT:
+            return
+        item = self.item
+        for i, value in enumerate(values):
+            yield from item.check_value(value, f"{_join(prefix, self.path)}[{i}]", root)
+
+
+@dataclass(frozen=True)
+class EachNodeName(_EachString):
     """Every string of a repeated field is a node name (optionally in one graph)."""
 
-    path: str
     same_graph_as: str | None = None
 
-    def check(self, root, msg, prefix):
-        values = _get(msg, self.path)
-        if values is _ABSENT:
-            return
-        for i, value in enumerate(values):
-            yield from _check_node_name(value, f"{_join(prefix, self.path)}[{i}]", root,
-                                        self.same_graph_as)
+    @property
+    def item(self):
+        return NodeName(self.path, same_graph_as=self.same_graph_as)
 
 
-@dataclass(frozen=True)
-class EachTypeName:
-    path: str
-
-    def check(self, root, msg, prefix):
-        values = _get(msg, self.path)
-        if values is _ABSENT:
-            return
-        for i, value in enumerate(values):
-            if not names.is_type_name(value):
-                yield Violation(f"{_join(prefix, self.path)}[{i}]",
-                                f"must be {TypeName.kind}, got {value!r}", Reason.INVALID_NAME)
+class EachTypeName(_EachString):
+    @property
+    def item(self):
+        return TypeName(self.path)
 
 
-@dataclass(frozen=True)
-class EachPropertyName:
-    path: str
-
-    def check(self, root, msg, prefix):
-        values = _get(msg, self.path)
-        if values is _ABSENT:
-            return
-        for i, value in enumerate(values):
-            if not names.is_property_name(value):
-                yield Violation(f"{_join(prefix, self.path)}[{i}]",
-                                f"must be {PropertyName.kind}, got {value!r}",
-                                Reason.INVALID_NAME)
+class EachPropertyName(_EachString):
+    @property
+    def item(self):
+        return PropertyName(self.path)
 
 
 @dataclass(frozen=True)
@@ -281,51 +273,53 @@ class RequestId:
 
 
 @dataclass(frozen=True)
-class PageSize:
-    path: str = "page_size"
-
-    def check(self, root, msg, prefix):
-        value = _get(msg, self.path)
-        if value is not _ABSENT and value < 0:
-            yield Violation(_join(prefix, self.path),
-                            f"must be >= 0 (0 means {DEFAULT_PAGE_SIZE}; "
-                            f"values above {MAX_PAGE_SIZE} are capped), got {value}")
-
-
-@dataclass(frozen=True)
 class NonNegative:
     path: str
 
     def check(self, root, msg, prefix):
         value = _get(msg, self.path)
         if value is not _ABSENT and value < 0:
-            yield Violation(_join(prefix, self.path), f"must be >= 0, got {value}")
+            yield Violation(_join(prefix, self.path), self.describe(value))
+
+    def describe(self, value: int) -> str:
+        return f"must be >= 0, got {value}"
+
+
+@dataclass(frozen=True)
+class PageSize(NonNegative):
+    path: str = "page_size"
+
+    def describe(self, value):
+        return (f"must be >= 0 (0 means {DEFAULT_PAGE_SIZE}; "
+                f"values above {MAX_PAGE_SIZE} are capped), got {value}")
 
 
 @dataclass(frozen=True)
 class MaxLength:
+    """A string of at most ``maximum`` characters."""
+
     path: str
     maximum: int
+
+    reason = Reason.INVALID_ARGUMENT
 
     def check(self, root, msg, prefix):
         value = _get(msg, self.path)
         if value is not _ABSENT and len(value) > self.maximum:
-            yield Violation(_join(prefix, self.path),
-                            f"must be at most {self.maximum} characters long")
+            yield Violation(_join(prefix, self.path), self.describe(len(value)), self.reason)
+
+    def describe(self, length: int) -> str:
+        return f"must be at most {self.maximum} characters long"
 
 
 @dataclass(frozen=True)
-class MaxItems:
-    path: str
-    maximum: int
+class MaxItems(MaxLength):
+    """A repeated field of at most ``maximum`` items."""
+
     reason: str = Reason.INVALID_ARGUMENT
 
-    def check(self, root, msg, prefix):
-        value = _get(msg, self.path)
-        if value is not _ABSENT and len(value) > self.maximum:
-            yield Violation(_join(prefix, self.path),
-                            f"must hold at most {self.maximum} items, got {len(value)}",
-                            self.reason)
+    def describe(self, length):
+        return f"must hold at most {self.maximum} items, got {length}"
 
 
 @dataclass(frozen=True)
@@ -376,9 +370,7 @@ class Each:
         if values is _ABSENT:
             return
         for i, item in enumerate(values):
-            item_prefix = f"{_join(prefix, self.path)}[{i}]"
-            for rule in self.rules:
-                yield from rule.check(root, item, item_prefix)
+            yield from _apply(self.rules, root, item, f"{_join(prefix, self.path)}[{i}]")
 
 
 @dataclass(frozen=True)
@@ -390,10 +382,8 @@ class Within:
 
     def check(self, root, msg, prefix):
         value = _get(msg, self.path)
-        if value is _ABSENT:
-            return
-        for rule in self.rules:
-            yield from rule.check(root, value, _join(prefix, self.path))
+        if value is not _ABSENT:
+            yield from _apply(self.rules, root, value, _join(prefix, self.path))
 
 
 @dataclass(frozen=True)
@@ -409,8 +399,12 @@ class OneOf:
             yield Violation(_join(prefix, self.oneof),
                             f"one of {', '.join(self.cases)} is required")
             return
-        for rule in self.cases.get(case, ()):
-            yield from rule.check(root, getattr(msg, case), _join(prefix, case))
+        yield from _apply(self.cases.get(case, ()), root, getattr(msg, case), _join(prefix, case))
+
+
+def _apply(rules: Iterable[Rule], root: Any, msg: Any, prefix: str) -> Iterator[Violation]:
+    for rule in rules:
+        yield from rule.check(root, msg, prefix)
 
 
 # --- the table ---------------------------------------------------------------------
@@ -513,10 +507,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
 def violations_for(method: str, request: Any) -> list[Violation]:
     """Every violation of ``request`` against the rules of ``method`` (none if the
     method is not in the table, e.g. health or reflection)."""
-    found: list[Violation] = []
-    for rule in RULES.get(method, ()):
-        found.extend(rule.check(request, request, ""))
-    return found
+    return list(_apply(RULES.get(method, ()), request, request, ""))
 
 
 def validate(method: str, request: Any) -> None:

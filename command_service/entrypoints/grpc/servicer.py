@@ -20,7 +20,7 @@ from infrastructure.grpc.convert import (
     schema_from_proto,
     schema_to_proto,
 )
-from infrastructure.grpc.names import parse_graph_name, parse_node_name
+from infrastructure.grpc.names import parse_graph_name, parse_node_name, parse_node_name_in
 
 from command_service.app.commands.add_edge import AddEdge, AddEdgeResult
 from command_service.app.commands.apply_schema import ApplySchema
@@ -38,32 +38,24 @@ def _meta() -> CommandMeta:
     return CommandMeta(correlation_id=current_request_id(), traceparent=current_traceparent())
 
 
-def _node_in(graph: str, name: str, field: str) -> str:
-    """The node id of ``name``, which must live in ``graph``."""
-    node_graph, node_id = parse_node_name(name, field=field)
-    if node_graph != graph:
-        raise ValidationFailed.of(field, f"{name!r} is not in graphs/{graph}", reason=Reason.INVALID_ARGUMENT)
-    return node_id
-
-
 def _create(graph: str, node_id: str, node: Any, prefix: str, **kw: Any) -> CreateNode:
     return CreateNode(graph=graph, node_id=node_id, type=node.type,
                       properties=properties_from_proto(node.properties, f"{prefix}.properties"), **kw)
 
 
 def _update(node: Any, mask: Any, prefix: str, graph: str | None = None, **kw: Any) -> UpdateNode:
-    node_graph, node_id = parse_node_name(node.name, field=f"{prefix}.name")
-    if graph is not None and node_graph != graph:
-        raise ValidationFailed.of(f"{prefix}.name", f"{node.name!r} is not in graphs/{graph}",
-                                  reason=Reason.INVALID_ARGUMENT)
-    return UpdateNode(graph=node_graph, node_id=node_id,
+    if graph is None:
+        graph, node_id = parse_node_name(node.name, field=f"{prefix}.name")
+    else:
+        node_id = parse_node_name_in(graph, node.name, field=f"{prefix}.name")
+    return UpdateNode(graph=graph, node_id=node_id,
                       properties=properties_from_proto(node.properties, f"{prefix}.properties"),
                       update_mask=tuple(mask.paths), etag=node.etag, **kw)
 
 
 def _add_edge(graph: str, edge: Any, prefix: str, **kw: Any) -> AddEdge:
-    return AddEdge(graph=graph, source=_node_in(graph, edge.source, f"{prefix}.source"), type=edge.type,
-                   target=_node_in(graph, edge.target, f"{prefix}.target"),
+    return AddEdge(graph=graph, source=parse_node_name_in(graph, edge.source, field=f"{prefix}.source"),
+                   type=edge.type, target=parse_node_name_in(graph, edge.target, field=f"{prefix}.target"),
                    properties=properties_from_proto(edge.properties, f"{prefix}.properties"), **kw)
 
 
@@ -75,14 +67,15 @@ def _batch_operation(graph: str, op: Any, i: int) -> Any:
     if kind == "update_node":
         return _update(op.update_node.node, op.update_node.update_mask, f"{prefix}.node", graph)
     if kind == "delete_node":
-        return DeleteNode(graph=graph, node_id=_node_in(graph, op.delete_node.name, f"{prefix}.name"),
-                          etag=op.delete_node.etag)
+        d = op.delete_node
+        return DeleteNode(graph=graph, node_id=parse_node_name_in(graph, d.name, field=f"{prefix}.name"),
+                          etag=d.etag)
     if kind == "add_edge":
         return _add_edge(graph, op.add_edge.edge, f"{prefix}.edge")
     if kind == "remove_edge":
         r = op.remove_edge
-        return RemoveEdge(graph=graph, source=_node_in(graph, r.source, f"{prefix}.source"), type=r.type,
-                          target=_node_in(graph, r.target, f"{prefix}.target"))
+        return RemoveEdge(graph=graph, source=parse_node_name_in(graph, r.source, field=f"{prefix}.source"),
+                          type=r.type, target=parse_node_name_in(graph, r.target, field=f"{prefix}.target"))
     raise ValidationFailed("operation not set", reason=Reason.INVALID_ARGUMENT,
                            violations=[FieldViolation(f"operations[{i}]", "exactly one operation must be set")])
 
@@ -135,8 +128,9 @@ class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
     async def RemoveEdge(self, request: cpb.RemoveEdgeRequest, context: Any) -> cpb.RemoveEdgeResponse:
         graph = parse_graph_name(request.graph, field="graph")
         result = await self._dispatch(RemoveEdge(
-            graph=graph, source=_node_in(graph, request.source, "source"), type=request.type,
-            target=_node_in(graph, request.target, "target"), request_id=request.request_id, meta=_meta()))
+            graph=graph, source=parse_node_name_in(graph, request.source, field="source"), type=request.type,
+            target=parse_node_name_in(graph, request.target, field="target"), request_id=request.request_id,
+            meta=_meta()))
         return cpb.RemoveEdgeResponse(consistency_token=result.consistency_token)
 
     async def BatchWrite(self, request: cpb.BatchWriteRequest, context: Any) -> cpb.BatchWriteResponse:

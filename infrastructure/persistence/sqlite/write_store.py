@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar
 
 from domain.errors import Internal
-from domain.events import DomainEvent
 from domain.ports import CommitResult
 from infrastructure.persistence.sqlite.connection import SqliteConnection
 from infrastructure.persistence.sqlite.event_log import SHARD, SqliteEventLog, append_events, head_sync
@@ -29,6 +28,7 @@ from infrastructure.persistence.sqlite.write_repositories import (
     to_micros,
 )
 from infrastructure.persistence.sqlite.write_schema import DDL
+from infrastructure.persistence.tracking import AggregateTracker
 
 T = TypeVar("T")
 
@@ -93,9 +93,7 @@ class SqliteUnitOfWork:
         self._store = store
         self._active = False
         self._committed = False
-        self._tracked: list[Any] = []
-        self._tracked_ids: set[int] = set()
-        self._pending: list[DomainEvent] = []
+        self._aggregates = AggregateTracker()
         self._last_position = 0
         self.schemas = SqliteSchemaRepository(self)
         self.nodes = SqliteNodeRepository(self)
@@ -111,16 +109,7 @@ class SqliteUnitOfWork:
 
     def track(self, aggregate: Any) -> None:
         """Remember an aggregate and take the events it recorded so far, in order."""
-        if id(aggregate) not in self._tracked_ids:
-            self._tracked_ids.add(id(aggregate))
-            self._tracked.append(aggregate)
-        self._collect(aggregate)
-
-    def _collect(self, aggregate: Any) -> None:
-        events = getattr(aggregate, "events", None)
-        if events:
-            self._pending.extend(events)
-            events.clear()
+        self._aggregates.track(aggregate)
 
     # --- UnitOfWork -------------------------------------------------------------------
     async def __aenter__(self) -> "SqliteUnitOfWork":
@@ -145,10 +134,8 @@ class SqliteUnitOfWork:
             self._store._lock.release()
 
     async def flush(self) -> CommitResult:
-        for aggregate in self._tracked:
-            self._collect(aggregate)
-        if self._pending:
-            events, self._pending = self._pending, []
+        events = self._aggregates.take_events()
+        if events:
             self._last_position = await self.run(lambda c: append_events(c, events))
         if not self._last_position:
             return CommitResult(positions={SHARD: await self.run(head_sync)})
@@ -162,5 +149,5 @@ class SqliteUnitOfWork:
 
     async def rollback(self) -> None:
         if self._active and not self._committed:
-            self._pending.clear()
+            self._aggregates.discard()
             await self._store._db.run(_rollback)

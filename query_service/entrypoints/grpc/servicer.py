@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from domain.edge import Direction
-from domain.errors import Reason, ValidationFailed
 from edgewise.graph.v1 import query_service_pb2 as qpb
 from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
 from infrastructure.grpc.convert import (
@@ -21,7 +20,7 @@ from infrastructure.grpc.convert import (
     optional_datetime,
     schema_to_proto,
 )
-from infrastructure.grpc.names import parse_graph_name, parse_node_name
+from infrastructure.grpc.names import parse_graph_name, parse_node_name, parse_node_name_in
 from query_service.app.application import QueryApplication
 from query_service.app.consistency import Consistency
 from query_service.app.queries.batch_get_nodes import BatchGetNodes
@@ -50,14 +49,6 @@ def _consistency(request) -> Consistency | None:
     return None
 
 
-def _node_in(graph: str, name: str, field: str) -> str:
-    """The node id of ``name``, which must live in ``graph``."""
-    g, node = parse_node_name(name, field=field)
-    if g != graph:
-        raise ValidationFailed.of(field, f"{name!r} is not in graphs/{graph}", reason=Reason.INVALID_ARGUMENT)
-    return node
-
-
 class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
     def __init__(self, app: QueryApplication) -> None:
         self._q = app.queries
@@ -74,14 +65,15 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
 
     async def BatchGetNodes(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")
-        ids = tuple(_node_in(graph, n, f"names[{i}]") for i, n in enumerate(request.names))
+        ids = tuple(parse_node_name_in(graph, n, field=f"names[{i}]") for i, n in enumerate(request.names))
         views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request)))
         return qpb.BatchGetNodesResponse(nodes=[node_to_proto(v) for v in views])
 
     async def GetEdge(self, request, context):
         graph = parse_graph_name(request.graph, field="graph")
-        edge = await self._q.get_edge(GetEdge(graph, _node_in(graph, request.source, "source"), request.type,
-                                              _node_in(graph, request.target, "target"), _consistency(request)))
+        source = parse_node_name_in(graph, request.source, field="source")
+        target = parse_node_name_in(graph, request.target, field="target")
+        edge = await self._q.get_edge(GetEdge(graph, source, request.type, target, _consistency(request)))
         return qpb.GetEdgeResponse(edge=edge_to_proto(edge))
 
     async def CountEdges(self, request, context):
@@ -131,7 +123,7 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
 
     async def FindPath(self, request, context):
         graph, source = parse_node_name(request.source, field="source")
-        target = _node_in(graph, request.target, "target")
+        target = parse_node_name_in(graph, request.target, field="target")
         result = await self._q.find_path(FindPath(
             graph=graph, source=source, target=target, edge_types=tuple(request.edge_types),
             direction=direction_from_proto(request.direction, default=Direction.OUT, allow_both=True),

@@ -1,0 +1,45 @@
+"""The process shell both services share: settings, logging, the event loop, and a
+gRPC server that serves until SIGTERM/SIGINT and then drains.
+
+Each service's ``__main__`` keeps only what is its own: its composition root, what
+runs beside the server (the cascade worker, the projector) and the order they stop in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from grpc import aio
+
+from infrastructure.config import ConfigError, Settings
+from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.server import serve_until_signalled, start_server
+from infrastructure.logging import configure_logging
+
+EXIT_OK = 0
+EXIT_BAD_CONFIG = 2
+
+
+def run_service(name: str, main: Callable[[Settings], Awaitable[None]], *,
+                env: Mapping[str, str] | None = None) -> int:
+    """Read the settings once (a bad configuration exits 2 naming every problem), log
+    JSON lines at the configured level, then run ``main(settings)`` in a new event loop."""
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        print(f"edgewise {name}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    configure_logging(settings.log_level)
+    asyncio.run(main(settings))
+    return EXIT_OK
+
+
+async def serve_grpc(*, address: str, register: Callable[[aio.Server], None], service_names: list[str],
+                     grace: float, on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+    """Start a server with the default interceptor chain, health and reflection; serve
+    until signalled; drain within ``grace`` seconds, then run ``on_shutdown``."""
+    running = await start_server(address=address, register=register, service_names=service_names,
+                                 interceptors=default_interceptors())
+    await serve_until_signalled(running, grace, on_shutdown=on_shutdown)
