@@ -11,10 +11,17 @@ from typing import Union
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
 
-GRAPH_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-TYPE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-PROPERTY_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Identifier syntax, declared once for every layer (the transport's name parsing and
+# rule table use these too). Always matched whole (``fullmatch``).
+GRAPH_ID_SYNTAX = r"[a-z][a-z0-9-]{0,62}"
+NODE_ID_SYNTAX = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+TYPE_NAME_SYNTAX = r"[A-Za-z][A-Za-z0-9_]{0,63}"
+PROPERTY_NAME_SYNTAX = r"[a-z][a-z0-9_]{0,63}"
+
+GRAPH_ID_PATTERN = re.compile(GRAPH_ID_SYNTAX)
+NODE_ID_PATTERN = re.compile(NODE_ID_SYNTAX)
+TYPE_NAME_PATTERN = re.compile(TYPE_NAME_SYNTAX)
+PROPERTY_NAME_PATTERN = re.compile(PROPERTY_NAME_SYNTAX)
 
 MAX_NODE_PROPERTIES_BYTES = 64 * 1024
 MAX_EDGE_PROPERTIES_BYTES = 4 * 1024
@@ -47,7 +54,8 @@ class PropertyKind(Enum):
     def normalise(self, value: PropertyValue) -> PropertyValue:
         """The canonical in-memory form (doubles are floats, timestamps UTC)."""
         if self is PropertyKind.DOUBLE:
-            return float(value)  # type: ignore[arg-type]
+            # + 0.0 folds -0.0 into 0.0: equal values must claim the same unique slot
+            return float(value) + 0.0  # type: ignore[arg-type]
         if self is PropertyKind.TIMESTAMP:
             assert isinstance(value, datetime)
             return value.astimezone(timezone.utc)
@@ -59,7 +67,7 @@ def _check(pattern: re.Pattern[str], value: str, field: str, what: str) -> str:
         raise ValidationFailed(
             f"{field}: {value!r} is not a valid {what}",
             reason=Reason.INVALID_NAME,
-            violations=[FieldViolation(field, f"must be a {what} matching {pattern.pattern}")],
+            violations=[FieldViolation(field, f"must be a {what} matching ^{pattern.pattern}$")],
         )
     return value
 

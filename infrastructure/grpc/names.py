@@ -10,10 +10,10 @@ import re
 
 from domain.errors import Reason, ValidationFailed
 
-GRAPH_ID_PATTERN = r"[a-z][a-z0-9-]{0,62}"
-NODE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
-TYPE_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,63}"
-PROPERTY_NAME_PATTERN = TYPE_NAME_PATTERN
+from domain.values import GRAPH_ID_SYNTAX as GRAPH_ID_PATTERN
+from domain.values import NODE_ID_SYNTAX as NODE_ID_PATTERN
+from domain.values import PROPERTY_NAME_SYNTAX as PROPERTY_NAME_PATTERN
+from domain.values import TYPE_NAME_SYNTAX as TYPE_NAME_PATTERN
 
 # \Z, not $: "$" also matches before a trailing newline, so "graphs/g\n" would parse as "graphs/g".
 GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}\Z")

@@ -16,6 +16,8 @@ from domain.ports import EventLog
 from query_service.app.ports import ProjectionProgress, TokenSigner
 
 SHARD = "0"
+MIN_REPLY_MARGIN = 0.05  # seconds
+REPLY_MARGIN_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,10 @@ class ConsistencyGate:
         if self._progress.position() >= required:
             return
         remaining = self._remaining()
-        wait = self._max_wait if remaining is None else max(0.0, min(self._max_wait, remaining - 0.01))
+        # Give up early enough that UNAVAILABLE (retryable, with RetryInfo) reaches the
+        # caller before its own deadline turns the call into DEADLINE_EXCEEDED.
+        margin = 0.0 if remaining is None else max(MIN_REPLY_MARGIN, REPLY_MARGIN_FRACTION * remaining)
+        wait = self._max_wait if remaining is None else max(0.0, min(self._max_wait, remaining - margin))
         if await self._progress.wait_for(required, wait):
             return
         raise Unavailable(

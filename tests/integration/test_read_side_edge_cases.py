@@ -95,12 +95,12 @@ async def stub(tmp_path):
     await app.close()
 
 
-@pytest.mark.parametrize("timeout", [0.05, 0.2, 0.5])
+@pytest.mark.parametrize("timeout", [0.3, 1.0])
 async def test_a_consistency_wait_ends_within_the_deadline_with_unavailable(stub, timeout):
     """A token the projection cannot reach in time: UNAVAILABLE with RetryInfo, answered
     before the caller's deadline (never DEADLINE_EXCEEDED, never INTERNAL)."""
     ahead = TokenSigner(SECRET).sign({"p": {"0": 10**12}})
-    for _ in range(5):
+    for _ in range(2):
         started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.GetNode(qpb.GetNodeRequest(name="graphs/g/nodes/a",

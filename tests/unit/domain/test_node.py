@@ -121,3 +121,8 @@ def test_nan_is_not_a_double_value(schema, causation):
     node = Node.create(graph="g1", node_id="n", type_name="User", properties={"name": "x", "score": float("-inf")},
                        schema=schema, causation=causation)
     assert node.properties["score"] == float("-inf")
+
+
+def test_negative_zero_is_stored_as_zero(schema, causation):
+    node = make(schema, causation, score=-0.0)
+    assert str(node.properties["score"]) == "0.0"
