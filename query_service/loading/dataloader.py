@@ -18,28 +18,23 @@ BatchFn = Callable[[list[K]], Awaitable[Mapping[K, V]]]
 
 
 class DataLoader(Generic[K, V]):
-    def __init__(self, batch_fn: BatchFn, *, max_batch_size: int = 500, cache: bool = True) -> None:
+    def __init__(self, batch_fn: BatchFn, *, max_batch_size: int = 500) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self._batch_fn = batch_fn
         self._max = max_batch_size
-        self._cache_enabled = cache
         self._memo: dict[K, asyncio.Future[V | None]] = {}
         self._queue: dict[K, asyncio.Future[V | None]] = {}
         self._scheduled = False
-        self.batches: list[int] = []  # size of every batch call, for tests and spans
 
     def load(self, key: K) -> "asyncio.Future[V | None]":
         """A future resolving to the value for ``key`` (None when the batch had none)."""
-        if self._cache_enabled and key in self._memo:
+        if key in self._memo:  # every queued key is memoised too
             return self._memo[key]
-        if key in self._queue:
-            return self._queue[key]
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[V | None] = loop.create_future()
         self._queue[key] = fut
-        if self._cache_enabled:
-            self._memo[key] = fut
+        self._memo[key] = fut
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._dispatch)
@@ -47,12 +42,6 @@ class DataLoader(Generic[K, V]):
 
     async def load_many(self, keys: Iterable[K]) -> list[V | None]:
         return list(await asyncio.gather(*(self.load(k) for k in keys)))
-
-    def prime(self, key: K, value: V) -> None:
-        if self._cache_enabled and key not in self._memo:
-            fut: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
-            fut.set_result(value)
-            self._memo[key] = fut
 
     def _dispatch(self) -> None:
         self._scheduled = False
@@ -63,7 +52,6 @@ class DataLoader(Generic[K, V]):
             asyncio.ensure_future(self._run_batch(chunk, queue))
 
     async def _run_batch(self, keys: list[K], futures: dict[K, "asyncio.Future[V | None]"]) -> None:
-        self.batches.append(len(keys))
         try:
             result = await self._batch_fn(keys)
         except BaseException as exc:  # every waiter sees the failure; nothing is swallowed

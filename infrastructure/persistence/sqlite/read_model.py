@@ -3,7 +3,8 @@
 Reads go through a ``SqliteReaderPool``; the projector writes through its own
 ``SqliteConnection`` (``SqliteProjectionStore``). Every public read is ONE hop to a
 connection thread (one round trip, counted in ``round_trips``) however many keys
-it carries: ``IN (...)`` lists and a VALUES-joined window query for adjacency.
+it carries: ``IN (...)`` lists for nodes, and one index-ordered LIMITed statement
+per adjacency list, all on the same connection thread.
 
 ``rm_node_index.value`` is declared without a type, so it has no affinity: ints and
 doubles compare numerically, strings lexically, and timestamps are stored as epoch
@@ -109,17 +110,67 @@ def _edge_from_row(graph: str, row: sqlite3.Row) -> EdgeView:
                     create_time=_ts(row["create_time"]))
 
 
+def _counts_sync(conn: sqlite3.Connection, graph: str,
+                 ids: Sequence[str]) -> dict[str, dict[tuple[str, Direction], int]]:
+    counts: dict[str, dict[tuple[str, Direction], int]] = {}
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT node, edge_type, direction, count FROM rm_edge_counts "
+                              f"WHERE graph = ? AND count > 0 AND node IN ({marks})", (graph, *chunk)):
+            counts.setdefault(r["node"], {})[(r["edge_type"], Direction(r["direction"]))] = int(r["count"])
+    return counts
+
+
 def _nodes_sync(conn: sqlite3.Connection, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
     rows: list[sqlite3.Row] = []
-    counts: dict[str, dict[tuple[str, Direction], int]] = {}
     for chunk in _chunks(list(dict.fromkeys(ids))):
         marks = ",".join("?" * len(chunk))
         rows += conn.execute(f"SELECT * FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
                              (graph, *chunk)).fetchall()
-        for r in conn.execute(f"SELECT node, edge_type, direction, count FROM rm_edge_counts "
-                              f"WHERE graph = ? AND count > 0 AND node IN ({marks})", (graph, *chunk)):
-            counts.setdefault(r["node"], {})[(r["edge_type"], Direction(r["direction"]))] = int(r["count"])
+    counts = _counts_sync(conn, graph, [r["id"] for r in rows])
     return {r["id"]: _node_from_row(r, counts.get(r["id"], {})) for r in rows}
+
+
+def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[int, str, str] | None = None,
+                   created_after_us: int | None = None,
+                   created_before_us: int | None = None) -> tuple[str, list[Any]]:
+    """One adjacency list, newest first. The ORDER BY matches an index (the typed one when the
+    key has a type), so SQLite walks the index and stops after ``limit`` rows: the cost is
+    bounded by the limit, never by the length of a supernode's list."""
+    sql = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
+    params: list[Any] = [graph, key.node, key.direction.value]
+    if key.edge_type is not None:
+        sql += " AND edge_type = ?"
+        params.append(key.edge_type)
+    if created_after_us is not None:
+        sql += " AND create_us > ?"
+        params.append(created_after_us)
+    if created_before_us is not None:
+        sql += " AND create_us < ?"
+        params.append(created_before_us)
+    if after is not None:
+        # the redundant ``create_us <= ?`` is a range the index can seek to; without it the
+        # OR made every page re-read the list from its newest entry
+        sql += " AND create_us <= ? AND (create_us < ? OR (edge_type, neighbour) > (?, ?))"
+        params += [after[0], after[0], after[1], after[2]]
+    sql += " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
+    params.append(limit)
+    return sql, params
+
+
+def adjacency_many_sync(conn: sqlite3.Connection, graph: str, keys: Sequence[AdjacencyKey],
+                        limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
+    """The first entries of many lists on one connection (one hop for the caller).
+
+    One small statement per key rather than one statement for all keys: a window function
+    over a join must read every row of every list before it can rank them, so a supernode
+    with a million edges cost a million rows to return ``limit_per_key``. SQLite caches the
+    two statement texts, so a key costs one index seek plus its rows."""
+    out: dict[AdjacencyKey, list[EdgeView]] = {}
+    for key in dict.fromkeys(keys):
+        sql, params = _adjacency_sql(graph, key, limit=limit_per_key)
+        out[key] = [_edge_from_row(graph, row) for row in conn.execute(sql, params)]
+    return out
 
 
 def _node_from_row(row: sqlite3.Row, counts: dict[tuple[str, Direction], int]) -> NodeView:
@@ -168,22 +219,8 @@ class SqliteReadModel:
                              after: tuple[int, str, str] | None = None,
                              created_after_us: int | None = None,
                              created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
-        sql = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
-        params: list[Any] = [graph, key.node, key.direction.value]
-        if key.edge_type is not None:
-            sql += " AND edge_type = ?"
-            params.append(key.edge_type)
-        if created_after_us is not None:
-            sql += " AND create_us > ?"
-            params.append(created_after_us)
-        if created_before_us is not None:
-            sql += " AND create_us < ?"
-            params.append(created_before_us)
-        if after is not None:
-            sql += " AND (create_us < ? OR (create_us = ? AND (edge_type, neighbour) > (?, ?)))"
-            params += [after[0], after[0], after[1], after[2]]
-        sql += " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
-        params.append(limit)
+        sql, params = _adjacency_sql(graph, key, limit=limit, after=after, created_after_us=created_after_us,
+                                     created_before_us=created_before_us)
 
         def q(c: sqlite3.Connection) -> list[tuple[tuple[int, str, str], EdgeView]]:
             return [((int(r["create_us"]), r["edge_type"], r["neighbour"]), _edge_from_row(graph, r))
@@ -192,30 +229,9 @@ class SqliteReadModel:
 
     async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
                              limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
-        keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
-
-        def q(c: sqlite3.Connection) -> dict[AdjacencyKey, list[EdgeView]]:
-            out: dict[AdjacencyKey, list[EdgeView]] = {k: [] for k in keys}
-            for chunk in _chunks(keys):
-                values = ",".join("(?, ?, ?, ?)" for _ in chunk)
-                params: list[Any] = []
-                for i, k in enumerate(chunk):
-                    params += [i, k.node, k.direction.value, k.edge_type]
-                sql = (
-                    f"WITH keys(k, node, direction, edge_type) AS (VALUES {values}) "
-                    "SELECT * FROM (SELECT keys.k AS k, a.*, ROW_NUMBER() OVER ("
-                    "  PARTITION BY keys.k ORDER BY a.create_us DESC, a.edge_type, a.neighbour) AS rn "
-                    "  FROM keys JOIN rm_adjacency a ON a.graph = ? AND a.node = keys.node "
-                    "  AND a.direction = keys.direction "
-                    "  AND (keys.edge_type IS NULL OR a.edge_type = keys.edge_type)) "
-                    "WHERE rn <= ? ORDER BY k, rn"
-                )
-                for row in c.execute(sql, (*params, graph, limit_per_key)):
-                    out[chunk[row["k"]]].append(_edge_from_row(graph, row))
-            return out
-        return await self._run(q)
+        return await self._run(lambda c: adjacency_many_sync(c, graph, keys, limit_per_key))
 
     async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
                          limit: int) -> list[tuple[tuple, NodeView]]:
@@ -257,29 +273,34 @@ class SqliteReadModel:
 
         def q(c: sqlite3.Connection) -> list[tuple[tuple, NodeView]]:
             rows = c.execute(sql, params).fetchall()
-            views = _nodes_sync(c, graph, [r["id"] for r in rows])  # counts, same hop
-            out = []
-            for r in rows:
-                view = views.get(r["id"])
-                if view is not None:
-                    out.append(((r["index_value"], r["id"]) if range_scan else (r["id"],), view))
-            return out
+            counts = _counts_sync(c, graph, [r["id"] for r in rows])  # same hop
+            return [((r["index_value"], r["id"]) if range_scan else (r["id"],),
+                     _node_from_row(r, counts.get(r["id"], {}))) for r in rows]
         return await self._run(q)
 
 
 class SqliteProjectionTransaction:
-    """``ProjectionTransaction`` primitives over an open sqlite3 transaction."""
+    """``ProjectionTransaction`` primitives over an open sqlite3 transaction.
+
+    Two things are batched for the whole transaction, because a batch of edge events
+    otherwise spends most of its statements on them: node metadata is read once per node
+    (and kept current by this object's own writes), and counter changes are summed in
+    memory and written by ``flush`` just before the commit.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
+        self._meta: dict[tuple[str, str], _NodeMeta | None] = {}
+        self._count_deltas: dict[tuple[str, str, str, str], int] = {}
 
     def node_meta(self, graph: str, node_id: str) -> Any:
-        from_row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
-                                  (graph, node_id)).fetchone()
-        if from_row is None:
-            return None
-        return _NodeMeta(from_row["type"], int(from_row["version"]), bool(from_row["deleted"]),
-                         _ts(from_row["create_time"]))
+        key = (graph, node_id)
+        if key not in self._meta:
+            row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
+                                 key).fetchone()
+            self._meta[key] = None if row is None else _NodeMeta(row["type"], int(row["version"]),
+                                                                  bool(row["deleted"]), _ts(row["create_time"]))
+        return self._meta[key]
 
     def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
                  version: int, create_time: datetime, update_time: datetime) -> None:
@@ -290,6 +311,7 @@ class SqliteProjectionTransaction:
             "update_time = excluded.update_time, deleted = 0",
             (graph, node_id, node_type, properties_json(properties), version, create_time.isoformat(),
              update_time.isoformat()))
+        self._meta[(graph, node_id)] = _NodeMeta(node_type, version, False, create_time)
 
     def tombstone_node(self, graph: str, node_id: str, version: int, update_time: datetime) -> None:
         cur = self.c.execute("UPDATE rm_nodes SET deleted = 1, properties = '{}', version = ?, update_time = ? "
@@ -298,6 +320,7 @@ class SqliteProjectionTransaction:
             self.c.execute("INSERT INTO rm_nodes (graph, id, type, properties, version, create_time, update_time, "
                            "deleted) VALUES (?, ?, '', '{}', ?, ?, ?, 1)",
                            (graph, node_id, version, update_time.isoformat(), update_time.isoformat()))
+        self._meta.pop((graph, node_id), None)  # read again if needed: the row decides type and create_time
 
     def replace_index_entries(self, graph: str, node_type: str, node_id: str, entries: dict[str, object]) -> None:
         self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", (graph, node_id))
@@ -324,11 +347,20 @@ class SqliteProjectionTransaction:
         return cur.rowcount > 0
 
     def adjust_count(self, graph: str, node: str, edge_type: str, direction: Direction, delta: int) -> None:
-        self.c.execute("INSERT INTO rm_edge_counts (graph, node, edge_type, direction, count) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT (graph, node, edge_type, direction) DO UPDATE SET count = count + excluded.count",
-                       (graph, node, edge_type, direction.value, delta))
-        self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? AND direction = ? "
-                       "AND count <= 0", (graph, node, edge_type, direction.value))
+        key = (graph, node, edge_type, direction.value)
+        self._count_deltas[key] = self._count_deltas.get(key, 0) + delta
+
+    def flush(self) -> None:
+        """Write the summed counter changes (the store calls this before committing)."""
+        deltas = [(*key, delta) for key, delta in self._count_deltas.items() if delta]
+        self._count_deltas.clear()
+        if not deltas:
+            return
+        self.c.executemany(
+            "INSERT INTO rm_edge_counts (graph, node, edge_type, direction, count) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (graph, node, edge_type, direction) DO UPDATE SET count = count + excluded.count", deltas)
+        self.c.executemany("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? "
+                           "AND direction = ? AND count <= 0", [d[:4] for d in deltas if d[4] < 0])
 
     def adjacency_of(self, graph: str, node: str) -> list[tuple[Direction, str, str]]:
         return [(Direction(r["direction"]), r["edge_type"], r["neighbour"]) for r in self.c.execute(
@@ -337,6 +369,8 @@ class SqliteProjectionTransaction:
     def drop_node_adjacency(self, graph: str, node: str) -> None:
         self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ?", (graph, node))
         self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ?", (graph, node))
+        for key in [k for k in self._count_deltas if k[0] == graph and k[1] == node]:
+            del self._count_deltas[key]  # the counters they would change are gone
 
     def schema_dict(self, graph: str) -> dict[str, Any] | None:
         row = self.c.execute("SELECT body FROM rm_schemas WHERE graph = ?", (graph,)).fetchone()
@@ -383,7 +417,9 @@ class SqliteProjectionStore:
                 current = int(row["position"]) if row else 0
                 fresh = [e for e in events if e.position > current]
                 if fresh:
-                    change(SqliteProjectionTransaction(c), fresh)
+                    tx = SqliteProjectionTransaction(c)
+                    change(tx, fresh)
+                    tx.flush()
                     c.execute("INSERT INTO rm_checkpoints (projector, position) VALUES (?, ?) ON CONFLICT (projector) "
                               "DO UPDATE SET position = excluded.position", (projector, last))
                 c.execute("COMMIT")

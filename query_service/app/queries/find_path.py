@@ -62,8 +62,9 @@ class FindPathHandler:
             raise node_not_found(query.graph, missing)
         if query.source == query.target:
             return PathResult(found=True, node_ids=[query.source])
-        types = set(query.edge_types)
-        edge_type = query.edge_types[0] if len(types) == 1 else None
+        # one list per requested type: a list of every type, cut at the per-node limit and
+        # filtered afterwards, could be filled by other types and hide the path
+        edge_types: list[str | None] = list(dict.fromkeys(query.edge_types)) or [None]
 
         # parent[node] = (previous node towards the side's root, edge between them)
         parents: list[dict[str, tuple[str, EdgeView] | None]] = [{query.source: None}, {query.target: None}]
@@ -75,14 +76,13 @@ class FindPathHandler:
             side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
             other = 1 - side
             dirs = [Direction.OUT, Direction.IN] if directions[side] is Direction.BOTH else [directions[side]]
-            requests = [(AdjacencyKey(n, d, edge_type), self._limit) for n in frontiers[side] for d in dirs]
+            requests = [(AdjacencyKey(n, d, t), self._limit) for n in frontiers[side] for d in dirs
+                        for t in edge_types]
             lists = await loaders.get_adjacency(requests)  # ONE batched read per level
             depth[side] += 1
             nxt: list[str] = []
             for (key, _), edges in zip(requests, lists):
                 for edge in edges:
-                    if types and edge.type not in types:
-                        continue
                     nb = edge.neighbour_of(key.node) if edge.source != edge.target else key.node
                     if nb in dist[side]:
                         continue

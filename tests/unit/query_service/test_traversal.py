@@ -5,7 +5,7 @@ import pytest
 
 from domain.edge import Direction
 from domain.errors import NotFound, ValidationFailed
-from query_service.app.queries.find_path import FindPath
+from query_service.app.queries.find_path import FindPath, FindPathHandler
 from query_service.app.queries.traverse import Traverse, TraversalBudget, TraversalStep
 
 
@@ -153,3 +153,22 @@ async def test_find_path_depth_limit_and_missing(world):
     assert not (await world.q.find_path(FindPath("g", "c4", "c0"))).found
     with pytest.raises(NotFound):
         await world.q.find_path(FindPath("g", "c0", "zz"))
+
+
+class _Latest:
+    async def ensure(self, consistency):
+        return None
+
+
+async def test_find_path_is_not_hidden_by_edges_of_types_it_does_not_follow(world):
+    """With several edge types the lists are read per type: one list of every type, cut at
+    the per-node limit, was filled by newer edges of another type and the path vanished."""
+    await world.write(*[world.ev.create(n) for n in ("s", "t", "x1", "x2", "y1", "y2")],
+                      world.ev.link("s", "t"),  # the oldest edge of both ends
+                      *[world.ev.link(a, b, edge_type="blocks") for a, b in
+                        (("x1", "t"), ("x2", "t"), ("s", "y1"), ("s", "y2"))])
+    handler = FindPathHandler(world.rm, _Latest(), per_node_limit=2)
+    world.rm.round_trips = 0
+    result = await handler(FindPath("g", "s", "t", edge_types=("follows", "owns")))
+    assert result.found and result.node_ids == ["s", "t"]
+    assert world.rm.round_trips == 2  # both ends, then one read for both types of s
