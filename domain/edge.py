@@ -6,15 +6,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from domain.errors import AlreadyExists, NotFound, Reason
 from domain.events import Causation, DomainEvent, EdgeAdded, EdgeRemoved
 from domain.schema import Schema
-from domain.values import EdgeKey, PropertyValue
+from domain.values import EDGE_RESOURCE_TYPE, EdgeKey, PropertyValue
 
 
 class Direction(Enum):
     OUT = "OUT"
     IN = "IN"
     BOTH = "BOTH"  # only for traversals and path finding
+
+
+def edge_not_found(key: EdgeKey) -> NotFound:
+    return NotFound(f"edge {key.id} does not exist", resource_type=EDGE_RESOURCE_TYPE, resource_name=key.name,
+                    reason=Reason.EDGE_NOT_FOUND)
+
+
+def edge_already_exists(key: EdgeKey) -> AlreadyExists:
+    return AlreadyExists(f"edge {key.id} already exists", resource_type=EDGE_RESOURCE_TYPE, resource_name=key.name,
+                         reason=Reason.EDGE_ALREADY_EXISTS)
 
 
 @dataclass

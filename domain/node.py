@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from domain.errors import FieldViolation, Reason, ValidationFailed, VersionConflict
+from domain.errors import AlreadyExists, FieldViolation, NotFound, Reason, ValidationFailed, VersionConflict
 from domain.events import Causation, DomainEvent, NodeCreated, NodeDeleted, NodeUpdated
 from domain.schema import Schema
-from domain.values import NodeRef, PropertyValue, check_node_id
+from domain.values import NODE_RESOURCE_TYPE, NodeRef, PropertyValue, check_node_id
 
 
 def etag_for(version: int) -> str:
@@ -35,6 +35,19 @@ def check_expected_version(resource: str, current: int, expected: int | None) ->
             reason=Reason.VERSION_CONFLICT,
             metadata={"resource": resource, "current_etag": etag_for(current), "request_etag": etag_for(expected)},
         )
+
+
+def node_not_found(ref: NodeRef) -> NotFound:
+    return NotFound(f"node {ref.name} does not exist", resource_type=NODE_RESOURCE_TYPE, resource_name=ref.name,
+                    reason=Reason.NODE_NOT_FOUND)
+
+
+def node_already_exists(ref: NodeRef) -> AlreadyExists:
+    # Tombstoned ids stay taken: a re-created node would inherit edges still being
+    # cascaded away and confuse readers holding the old etag.
+    return AlreadyExists(f"node {ref.name} already exists (or existed: deleted ids are not reused)",
+                         resource_type=NODE_RESOURCE_TYPE, resource_name=ref.name,
+                         reason=Reason.NODE_ALREADY_EXISTS)
 
 
 @dataclass

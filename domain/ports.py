@@ -68,8 +68,9 @@ class EdgeRepository(Protocol):
         """Store the edge, its mirror entry and bump both endpoint counters atomically.
         AlreadyExists (EDGE_ALREADY_EXISTS) if (source, type, target) exists."""
 
-    async def remove(self, edge: Edge) -> None:
-        """Delete the edge, its mirror entry and decrement the counters."""
+    async def remove_many(self, edges: Sequence[Edge]) -> None:
+        """Delete the edges (one storage call for all of them) with their mirror entries
+        and decrement the counters. NotFound (EDGE_NOT_FOUND) if one of them is missing."""
 
     async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
         """From the per-node per-type counter: O(1)."""

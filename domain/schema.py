@@ -66,6 +66,10 @@ class PropertyDef:
         return self.indexed or self.unique
 
 
+def _property_named(defs: tuple[PropertyDef, ...], name: str) -> PropertyDef | None:
+    return next((p for p in defs if p.name == name), None)
+
+
 @dataclass(frozen=True)
 class NodeType:
     name: str
@@ -73,10 +77,7 @@ class NodeType:
     projected: tuple[str, ...] = ()
 
     def property_def(self, name: str) -> PropertyDef | None:
-        for p in self.properties:
-            if p.name == name:
-                return p
-        return None
+        return _property_named(self.properties, name)
 
     @property
     def unique_properties(self) -> tuple[PropertyDef, ...]:
@@ -100,10 +101,7 @@ class EdgeType:
     properties: tuple[PropertyDef, ...] = ()
 
     def property_def(self, name: str) -> PropertyDef | None:
-        for p in self.properties:
-            if p.name == name:
-                return p
-        return None
+        return _property_named(self.properties, name)
 
 
 def validate_properties(

@@ -23,6 +23,11 @@ NODE_ID_PATTERN = re.compile(NODE_ID_SYNTAX)
 TYPE_NAME_PATTERN = re.compile(TYPE_NAME_SYNTAX)
 PROPERTY_NAME_PATTERN = re.compile(PROPERTY_NAME_SYNTAX)
 
+# google.rpc.ResourceInfo.resource_type of each resource, shared by every layer's errors.
+GRAPH_RESOURCE_TYPE = "edgewise.graph.v1/Graph"
+NODE_RESOURCE_TYPE = "edgewise.graph.v1/Node"
+EDGE_RESOURCE_TYPE = "edgewise.graph.v1/Edge"
+
 MAX_NODE_PROPERTIES_BYTES = 64 * 1024
 MAX_EDGE_PROPERTIES_BYTES = 4 * 1024
 
@@ -112,6 +117,10 @@ class EdgeKey:
     @property
     def id(self) -> str:
         return f"{self.source}/{self.type}/{self.target}"
+
+    @property
+    def name(self) -> str:
+        return f"graphs/{self.graph}/edges/{self.id}"
 
     def reversed(self) -> "EdgeKey":
         return EdgeKey(self.graph, self.target, self.type, self.source)

@@ -20,26 +20,15 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Sequence
 
-from domain.edge import Direction, Edge
-from domain.errors import (
-    AlreadyExists,
-    FieldViolation,
-    Internal,
-    NotFound,
-    Reason,
-    RuleViolated,
-    ValidationFailed,
-    VersionConflict,
-)
-from domain.node import Node
+from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
+from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
+from domain.node import Node, node_already_exists, node_not_found
 from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEvent
-from domain.rules import UniqueValueFree
+from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import EdgeKey, PropertyValue, encode_value
 from infrastructure.persistence.tracking import AggregateTracker
 
-NODE_RESOURCE = "edgewise.graph.v1/Node"
-EDGE_RESOURCE = "edgewise.graph.v1/Edge"
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
@@ -155,17 +144,19 @@ class _NodeRepo:
         self._identity: dict[tuple[str, str], Node] = {}
         self._stored_version: dict[tuple[str, str], int] = {}
 
+    def _remember(self, node: Node) -> Node:
+        key = (node.graph, node.id)
+        self._identity[key] = node
+        self._stored_version[key] = node.version
+        self._uow.track(node)
+        return node
+
     async def get(self, graph: str, node_id: str) -> Node | None:
         key = (graph, node_id)
-        if key not in self._identity:
-            stored = self._uow.state.nodes.get(key)
-            if stored is None:
-                return None
-            node = _copy_node(stored)
-            self._identity[key] = node
-            self._stored_version[key] = node.version
-            self._uow.track(node)
-        return self._identity[key]
+        if key in self._identity:
+            return self._identity[key]
+        stored = self._uow.state.nodes.get(key)
+        return self._remember(_copy_node(stored)) if stored is not None else None
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
         out = {}
@@ -178,27 +169,21 @@ class _NodeRepo:
     async def add(self, node: Node) -> None:
         key = (node.graph, node.id)
         if key in self._uow.state.nodes:
-            raise AlreadyExists(f"node {node.name} already exists", resource_type=NODE_RESOURCE,
-                                resource_name=node.name, reason=Reason.NODE_ALREADY_EXISTS)
+            raise node_already_exists(node.ref)
         self._uow.state.nodes[key] = _copy_node(node)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
+        self._remember(node)
 
     async def save(self, node: Node) -> None:
         key = (node.graph, node.id)
         stored = self._uow.state.nodes.get(key)
         expected = self._stored_version.get(key, node.version - 1)
         if stored is None:
-            raise NotFound(f"node {node.name} does not exist", resource_type=NODE_RESOURCE,
-                           resource_name=node.name, reason=Reason.NODE_NOT_FOUND)
+            raise node_not_found(node.ref)
         if stored.version != expected:
             raise VersionConflict(f"{node.name} changed concurrently", reason=Reason.VERSION_CONFLICT,
                                   metadata={"resource": node.name})
         self._uow.state.nodes[key] = _copy_node(node)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
+        self._remember(node)
 
     async def count_of_type(self, graph: str, node_type: str) -> int:
         return sum(1 for (g, _), n in self._uow.state.nodes.items() if g == graph and n.type == node_type
@@ -212,10 +197,7 @@ class _NodeRepo:
                            value: PropertyValue, node_id: str) -> None:
         key = (graph, node_type, property_name, _unique_key(value))
         holder = self._uow.state.claims.setdefault(key, node_id)
-        if holder != node_id:
-            rule = UniqueValueFree(node_type, property_name, value, holder, node_id)
-            raise RuleViolated(rule.message, reason=rule.reason,
-                               metadata={"rule": "UniqueValueFree", "subject": rule.subject})
+        check_rule(UniqueValueFree(node_type, property_name, value, holder, node_id))
 
     async def release_unique(self, graph: str, node_type: str, property_name: str,
                              value: PropertyValue, node_id: str) -> None:
@@ -248,20 +230,20 @@ class _EdgeRepo:
 
     async def add(self, edge: Edge) -> None:
         if edge.key in self._uow.state.edges:
-            raise AlreadyExists(f"edge {edge.key.id} already exists", resource_type=EDGE_RESOURCE,
-                                resource_name=edge.key.id, reason=Reason.EDGE_ALREADY_EXISTS)
+            raise edge_already_exists(edge.key)
         self._uow.state.edges[edge.key] = _copy_edge(edge)
         self._bump(edge.graph, edge.source, edge.type, "OUT", 1)
         self._bump(edge.graph, edge.target, edge.type, "IN", 1)
         self._uow.track(edge)
 
-    async def remove(self, edge: Edge) -> None:
-        if self._uow.state.edges.pop(edge.key, None) is None:
-            raise NotFound(f"edge {edge.key.id} does not exist", resource_type=EDGE_RESOURCE,
-                           resource_name=edge.key.id, reason=Reason.EDGE_NOT_FOUND)
-        self._bump(edge.graph, edge.source, edge.type, "OUT", -1)
-        self._bump(edge.graph, edge.target, edge.type, "IN", -1)
-        self._uow.track(edge)
+    async def remove_many(self, edges: Sequence[Edge]) -> None:
+        for edge in edges:
+            if self._uow.state.edges.pop(edge.key, None) is None:
+                raise edge_not_found(edge.key)
+            self._bump(edge.graph, edge.source, edge.type, "OUT", -1)
+            self._bump(edge.graph, edge.target, edge.type, "IN", -1)
+        for edge in edges:
+            self._uow.track(edge)
 
     async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
         if direction is Direction.BOTH:

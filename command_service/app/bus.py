@@ -19,7 +19,7 @@ from domain.events import Causation
 from domain.ports import Clock, IdempotencyRecord, IdGenerator
 
 from command_service.app.codec import ResultCodec, fingerprint
-from command_service.app.common import CommandHandler, causation_request_id
+from command_service.app.common import CommandHandler
 from command_service.app.ports import ConsistencyTokens, UnitOfWorkFactory, WriteUnitOfWork
 
 HandlerDecorator = Callable[[CommandHandler], CommandHandler]
@@ -105,9 +105,10 @@ class CommandBus:
         return tuple(self._pipelines)
 
     def _causation(self, command: Any) -> Causation:
-        meta = command.meta
+        # The idempotency key names the request best; the call's x-request-id otherwise.
         return Causation(occurred_at=self._clock.now(), new_event_id=self._ids.new_id,
-                         request_id=causation_request_id(command), trace_context=meta.traceparent)
+                         request_id=command.request_id or command.meta.correlation_id,
+                         trace_context=command.meta.traceparent)
 
     async def dispatch(self, command: Any) -> Any:
         pipeline = self._pipelines.get(type(command))

@@ -49,7 +49,7 @@ class CascadeWorker:
                 if not remaining:
                     await uow.cascades.complete(job.graph, job.node_id)
             await uow.commit()
-            return max(removed, 1 if job else 0)
+            return max(removed, 1)  # a job was worked on, even if it had nothing left to remove
 
     async def drain(self) -> None:
         """Run until no job is left (tests and shutdown)."""

@@ -4,13 +4,14 @@ per-transaction write budget and the lookups that turn "absent" into NotFound.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from domain.errors import FieldViolation, NotFound, Reason, ValidationFailed
 from domain.events import Causation
-from domain.node import Node
+from domain.node import Node, node_not_found
+from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema
-from domain.values import NodeRef, check_graph_id
+from domain.values import GRAPH_RESOURCE_TYPE, NodeRef, PropertyValue, check_graph_id
 
 from command_service.app.ports import WriteUnitOfWork
 
@@ -18,10 +19,6 @@ from command_service.app.ports import WriteUnitOfWork
 # cascades included): DynamoDB's TransactWriteItems holds 100 items.
 MAX_EDGES_PER_TRANSACTION = 100
 MAX_BATCH_OPERATIONS = 100
-
-GRAPH_RESOURCE = "edgewise.graph.v1/Graph"
-NODE_RESOURCE = "edgewise.graph.v1/Node"
-EDGE_RESOURCE = "edgewise.graph.v1/Edge"
 
 
 @dataclass(frozen=True)
@@ -88,33 +85,25 @@ class CommandHandler(Protocol[C, R]):
     async def execute(self, uow: WriteUnitOfWork, command: C, causation: Causation) -> R: ...
 
 
-class GraphCommand(Protocol):
-    graph: str
-    request_id: str
-    meta: CommandMeta
-
-
-def causation_request_id(command: Any) -> str:
-    return command.request_id or command.meta.correlation_id
-
-
 async def require_schema(uow: WriteUnitOfWork, graph: str) -> Schema:
     check_graph_id(graph)
     schema = await uow.schemas.get(graph)
     if schema.version == 0:
-        raise NotFound(f"graph graphs/{graph} does not exist (apply a schema first)", resource_type=GRAPH_RESOURCE,
-                       resource_name=f"graphs/{graph}", reason=Reason.GRAPH_NOT_FOUND)
+        raise NotFound(f"graph graphs/{graph} does not exist (apply a schema first)",
+                       resource_type=GRAPH_RESOURCE_TYPE, resource_name=f"graphs/{graph}",
+                       reason=Reason.GRAPH_NOT_FOUND)
     return schema
-
-
-def node_not_found(graph: str, node_id: str) -> NotFound:
-    name = NodeRef(graph, node_id).name
-    return NotFound(f"node {name} does not exist", resource_type=NODE_RESOURCE, resource_name=name,
-                    reason=Reason.NODE_NOT_FOUND)
 
 
 async def require_node(uow: WriteUnitOfWork, graph: str, node_id: str) -> Node:
     node = await uow.nodes.get(graph, node_id)
     if node is None or node.deleted:
-        raise node_not_found(graph, node_id)
+        raise node_not_found(NodeRef(graph, node_id))
     return node
+
+
+async def claim_unique_value(uow: WriteUnitOfWork, node: Node, property_name: str, value: PropertyValue) -> None:
+    """Invariant 5: check the rule, then claim the value (the store's claim backs the rule)."""
+    holder = await uow.nodes.unique_holder(node.graph, node.type, property_name, value)
+    check_rule(UniqueValueFree(node.type, property_name, value, holder, node.id))
+    await uow.nodes.claim_unique(node.graph, node.type, property_name, value, node.id)

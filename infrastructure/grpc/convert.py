@@ -22,6 +22,7 @@ from domain.ports import LoggedEvent
 from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
 from domain.values import PropertyKind, PropertyValue
 from edgewise.graph.v1 import resources_pb2 as pb
+from infrastructure.grpc.names import node_name, schema_name
 
 _KIND_TO_PROTO = {
     PropertyKind.STRING: pb.PROPERTY_KIND_STRING,
@@ -136,10 +137,6 @@ def direction_from_proto(value: int, field_path: str = "direction", *, default: 
 
 # --- resources -------------------------------------------------------------------------
 
-def node_name(graph: str, node_id: str) -> str:
-    return f"graphs/{graph}/nodes/{node_id}"
-
-
 def node_to_proto(view: Any) -> pb.Node:
     msg = pb.Node(name=node_name(view.graph, view.id), type=view.type, etag=etag_for(view.version))
     properties_to_proto(view.properties, msg.properties)
@@ -179,7 +176,7 @@ def _prop_defs_from_proto(defs: Iterable[pb.PropertyDefinition], path: str,
 
 
 def schema_to_proto(schema: Schema) -> pb.Schema:
-    msg = pb.Schema(name=f"graphs/{schema.graph}/schema", version=schema.version)
+    msg = pb.Schema(name=schema_name(schema.graph), version=schema.version)
     if schema.update_time is not None:
         msg.update_time.CopyFrom(timestamp_to_proto(schema.update_time))
     for t in schema.node_types.values():

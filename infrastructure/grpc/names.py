@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 
 from domain.errors import Reason, ValidationFailed
-
 from domain.values import GRAPH_ID_SYNTAX as GRAPH_ID_PATTERN
 from domain.values import NODE_ID_SYNTAX as NODE_ID_PATTERN
 from domain.values import PROPERTY_NAME_SYNTAX as PROPERTY_NAME_PATTERN
 from domain.values import TYPE_NAME_SYNTAX as TYPE_NAME_PATTERN
+from domain.values import NodeRef
 
 # \Z, not $: "$" also matches before a trailing newline, so "graphs/g\n" would parse as "graphs/g".
 GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}\Z")
@@ -63,7 +63,7 @@ def schema_name(graph: str) -> str:
 
 
 def node_name(graph: str, node_id: str) -> str:
-    return f"graphs/{graph}/nodes/{node_id}"
+    return NodeRef(graph, node_id).name
 
 
 def parse_graph_name(name: str, *, field: str = "graph") -> str:

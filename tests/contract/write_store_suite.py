@@ -220,14 +220,48 @@ class WriteStoreContract:
             assert err.value.reason == Reason.EDGE_ALREADY_EXISTS
             e = await uow.edges.get(EdgeKey(GRAPH, "a", "follows", "b"))
             e.remove(causation())
-            await uow.edges.remove(e)
+            await uow.edges.remove_many([e])
             with pytest.raises(NotFound):
-                await uow.edges.remove(e)
+                await uow.edges.remove_many([e])
             await uow.commit()
         async with store.unit_of_work() as uow:
             assert await uow.edges.counts_for_node(GRAPH, "a") == {}
             assert await uow.edges.counts_for_node(GRAPH, "b") == {}
             assert await uow.edges.count_of_type(GRAPH, "follows") == 0
+
+    async def test_removing_many_edges_that_share_counters_moves_each_by_all_of_them(self, store):
+        for n in ("hub", "a", "b", "c"):
+            await self.add_node(store, n)
+        for n in ("a", "b", "c"):
+            await self.add_edge(store, n, "follows", "hub")
+        await self.add_edge(store, "hub", "follows", "a")
+        async with store.unit_of_work() as uow:
+            edges = [await uow.edges.get(EdgeKey(GRAPH, n, "follows", "hub")) for n in ("a", "b")]
+            for e in edges:
+                e.remove(causation())
+            await uow.edges.remove_many(edges)
+            await uow.commit()
+        async with store.unit_of_work() as uow:
+            assert await uow.edges.counts_for_node(GRAPH, "hub") == {("follows", Direction.IN): 1,
+                                                                     ("follows", Direction.OUT): 1}
+            assert await uow.edges.counts_for_node(GRAPH, "a") == {("follows", Direction.IN): 1}
+            assert await uow.edges.counts_for_node(GRAPH, "b") == {}
+            assert [e.source for e in await uow.edges.list_for_node(GRAPH, "hub", Direction.IN)] == ["c"]
+        assert [e.event.type for e in (await store.event_log().read_after(0, 100))[-2:]] == ["EdgeRemoved"] * 2
+
+    async def test_removing_many_with_one_missing_is_not_found_and_keeps_counters_true(self, store):
+        for n in ("hub", "a", "b"):
+            await self.add_node(store, n)
+        await self.add_edge(store, "a", "follows", "hub")
+        async with store.unit_of_work() as uow:
+            present = await uow.edges.get(EdgeKey(GRAPH, "a", "follows", "hub"))
+            missing = Edge(graph=GRAPH, source="b", type="follows", target="hub", properties={}, create_time=T0)
+            with pytest.raises(NotFound) as err:
+                await uow.edges.remove_many([present, missing])
+            assert err.value.reason == Reason.EDGE_NOT_FOUND
+            assert err.value.resource_name == f"graphs/{GRAPH}/edges/b/follows/hub"
+            stored = len(await uow.edges.list_for_node(GRAPH, "hub", Direction.IN))
+            assert await uow.edges.count(GRAPH, "hub", "follows", Direction.IN) == stored
 
     # --- idempotency, cascade jobs ---------------------------------------------------
     async def test_idempotency_records_round_trip_and_purge(self, store):

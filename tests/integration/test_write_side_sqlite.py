@@ -89,7 +89,7 @@ async def test_concurrent_opposite_acyclic_edges_exactly_one_wins(app, store):
             edges = await uow.edges.list_for_node(GRAPH, "a", Direction.BOTH)
             for e in edges:
                 e.remove(causation())
-                await uow.edges.remove(e)
+                await uow.edges.remove_many([e])
             await uow.commit()
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from domain.edge import Direction, Edge
-from domain.errors import AlreadyExists, Reason
+from domain.edge import Direction, Edge, edge_already_exists
 from domain.events import Causation
 from domain.rules import CardinalityRespected, EndpointExists, EndpointHasType, NoCycle, check_rule, needs_mirror
 from domain.schema import EdgeType
 from domain.values import EdgeKey, NodeRef, PropertyValue
 
-from command_service.app.common import EDGE_RESOURCE, CommandMeta, WriteBudget, require_schema
+from command_service.app.common import CommandMeta, WriteBudget, require_schema
 from command_service.app.ports import WriteUnitOfWork
 
 
@@ -61,12 +60,11 @@ class AddEdgeHandler:
         check_rule(EndpointHasType("target", target, et))
 
         key = EdgeKey(graph, command.source, command.type, command.target)
-        existing = await uow.edges.get(key)
-        if existing is not None:
+        if await uow.edges.get(key) is not None:
             # Retries are made safe by request_id (AIP-155), so a second AddEdge of the
-            # same key is a caller error, whatever its properties.
-            raise AlreadyExists(f"edge {key.id} already exists", resource_type=EDGE_RESOURCE,
-                                resource_name=f"graphs/{graph}/edges/{key.id}", reason=Reason.EDGE_ALREADY_EXISTS)
+            # same key is a caller error, whatever its properties. Checked before the
+            # cardinality rules, which the existing edge itself would otherwise break.
+            raise edge_already_exists(key)
 
         mirrored = needs_mirror(et) and command.source != command.target
         await _check_cardinality(uow, et, graph, command.source, command.target)

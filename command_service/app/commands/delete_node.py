@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.edge import Direction
+from domain.edge import Direction, Edge
 from domain.events import Causation
 from domain.node import version_from_etag
 from domain.ports import CascadeJob
 from domain.rules import NoRestrictingEdges, check_rule
+from domain.values import EdgeKey
 
 from command_service.app.common import (
     CommandMeta,
@@ -45,16 +46,15 @@ class DeleteNodeResult:
 async def remove_edges_of(uow: WriteUnitOfWork, graph: str, node_id: str, causation: Causation,
                           limit: int) -> int:
     """Remove up to ``limit`` stored edges touching the node (each with its EdgeRemoved)."""
-    removed = 0
-    seen = set()
-    for edge in await uow.edges.list_for_node(graph, node_id, Direction.BOTH, limit=limit):
-        if edge.key in seen:  # a self-loop is listed as OUT and as IN
-            continue
-        seen.add(edge.key)
+    listed = await uow.edges.list_for_node(graph, node_id, Direction.BOTH, limit=limit)
+    unique: dict[EdgeKey, Edge] = {}
+    for edge in listed:
+        unique.setdefault(edge.key, edge)  # a self-loop is listed as OUT and as IN
+    edges = list(unique.values())
+    for edge in edges:
         edge.remove(causation)
-        await uow.edges.remove(edge)
-        removed += 1
-    return removed
+    await uow.edges.remove_many(edges)
+    return len(edges)
 
 
 class DeleteNodeHandler:

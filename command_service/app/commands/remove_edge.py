@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.errors import NotFound, Reason
+from domain.edge import edge_not_found
 from domain.events import Causation
 from domain.rules import needs_mirror
 from domain.values import EdgeKey
 
-from command_service.app.common import EDGE_RESOURCE, CommandMeta, WriteBudget, require_schema
+from command_service.app.common import CommandMeta, WriteBudget, require_schema
 from command_service.app.ports import WriteUnitOfWork
 
 
@@ -40,8 +40,7 @@ class RemoveEdgeHandler:
         key = EdgeKey(command.graph, command.source, command.type, command.target)
         edge = await uow.edges.get(key)
         if edge is None:
-            raise NotFound(f"edge {key.id} does not exist", resource_type=EDGE_RESOURCE,
-                           resource_name=f"graphs/{key.graph}/edges/{key.id}", reason=Reason.EDGE_NOT_FOUND)
+            raise edge_not_found(key)
         victims = [edge]
         if needs_mirror(et) and command.source != command.target:
             mirror = await uow.edges.get(key.reversed())
@@ -51,5 +50,5 @@ class RemoveEdgeHandler:
             budget.spend(len(victims), f"removing edge {key.id}")
         for victim in victims:
             victim.remove(causation)
-            await uow.edges.remove(victim)
+        await uow.edges.remove_many(victims)
         return RemoveEdgeResult(removed_edges=len(victims))

@@ -7,10 +7,9 @@ from typing import Mapping
 
 from domain.events import Causation
 from domain.node import Node, version_from_etag
-from domain.rules import UniqueValueFree, check_rule
 from domain.values import PropertyValue
 
-from command_service.app.common import CommandMeta, WriteBudget, require_node, require_schema
+from command_service.app.common import CommandMeta, WriteBudget, claim_unique_value, require_node, require_schema
 from command_service.app.ports import WriteUnitOfWork
 
 
@@ -46,11 +45,11 @@ class UpdateNodeHandler:
         after = node.unique_values(schema)
         for prop in sorted(set(before) | set(after)):
             old, new = before.get(prop), after.get(prop)
-            if prop in before and (prop not in after or old != new):
-                await uow.nodes.release_unique(node.graph, node.type, prop, old, node.id)  # type: ignore[arg-type]
-            if prop in after and (prop not in before or old != new):
-                holder = await uow.nodes.unique_holder(node.graph, node.type, prop, new)  # type: ignore[arg-type]
-                check_rule(UniqueValueFree(node.type, prop, new, holder, node.id))  # type: ignore[arg-type]
-                await uow.nodes.claim_unique(node.graph, node.type, prop, new, node.id)  # type: ignore[arg-type]
+            if old == new:
+                continue
+            if old is not None:
+                await uow.nodes.release_unique(node.graph, node.type, prop, old, node.id)
+            if new is not None:
+                await claim_unique_value(uow, node, prop, new)
         await uow.nodes.save(node)
         return UpdateNodeResult(node=node)

@@ -59,6 +59,12 @@ def _add_edge(graph: str, edge: Any, prefix: str, **kw: Any) -> AddEdge:
                    properties=properties_from_proto(edge.properties, f"{prefix}.properties"), **kw)
 
 
+def _remove_edge(graph: str, request: Any, field_prefix: str, **kw: Any) -> RemoveEdge:
+    return RemoveEdge(graph=graph, source=parse_node_name_in(graph, request.source, field=f"{field_prefix}source"),
+                      type=request.type,
+                      target=parse_node_name_in(graph, request.target, field=f"{field_prefix}target"), **kw)
+
+
 def _batch_operation(graph: str, op: Any, i: int) -> Any:
     kind = op.WhichOneof("operation")
     prefix = f"operations[{i}].{kind}"
@@ -73,9 +79,7 @@ def _batch_operation(graph: str, op: Any, i: int) -> Any:
     if kind == "add_edge":
         return _add_edge(graph, op.add_edge.edge, f"{prefix}.edge")
     if kind == "remove_edge":
-        r = op.remove_edge
-        return RemoveEdge(graph=graph, source=parse_node_name_in(graph, r.source, field=f"{prefix}.source"),
-                          type=r.type, target=parse_node_name_in(graph, r.target, field=f"{prefix}.target"))
+        return _remove_edge(graph, op.remove_edge, f"{prefix}.")
     raise ValidationFailed("operation not set", reason=Reason.INVALID_ARGUMENT,
                            violations=[FieldViolation(f"operations[{i}]", "exactly one operation must be set")])
 
@@ -127,10 +131,7 @@ class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
 
     async def RemoveEdge(self, request: cpb.RemoveEdgeRequest, context: Any) -> cpb.RemoveEdgeResponse:
         graph = parse_graph_name(request.graph, field="graph")
-        result = await self._dispatch(RemoveEdge(
-            graph=graph, source=parse_node_name_in(graph, request.source, field="source"), type=request.type,
-            target=parse_node_name_in(graph, request.target, field="target"), request_id=request.request_id,
-            meta=_meta()))
+        result = await self._dispatch(_remove_edge(graph, request, "", request_id=request.request_id, meta=_meta()))
         return cpb.RemoveEdgeResponse(consistency_token=result.consistency_token)
 
     async def BatchWrite(self, request: cpb.BatchWriteRequest, context: Any) -> cpb.BatchWriteResponse:

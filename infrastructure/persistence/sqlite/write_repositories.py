@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
-from domain.edge import Direction, Edge
-from domain.errors import (
-    AlreadyExists,
-    FieldViolation,
-    Internal,
-    NotFound,
-    Reason,
-    RuleViolated,
-    ValidationFailed,
-    VersionConflict,
-)
-from domain.node import Node
+from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
+from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
+from domain.node import Node, node_already_exists, node_not_found
 from domain.ports import CascadeJob, IdempotencyRecord
-from domain.rules import UniqueValueFree
+from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import (
     EdgeKey,
@@ -39,8 +31,6 @@ if TYPE_CHECKING:
     from infrastructure.persistence.sqlite.write_store import SqliteUnitOfWork
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-NODE_RESOURCE = "edgewise.graph.v1/Node"
-EDGE_RESOURCE = "edgewise.graph.v1/Edge"
 
 
 def to_micros(value: datetime) -> int:
@@ -55,10 +45,6 @@ def from_micros(value: int) -> datetime:
 def unique_value_key(value: PropertyValue) -> str:
     """The stored form of a unique value: JSON keeps kinds apart (1, "1", true, 1.0)."""
     return json.dumps(encode_value(value), separators=(",", ":"), sort_keys=True)
-
-
-def _edge_name(key: EdgeKey) -> str:
-    return f"graphs/{key.graph}/edges/{key.id}"
 
 
 # --- schemas ------------------------------------------------------------------------
@@ -132,9 +118,8 @@ class SqliteNodeRepository:
         self._stored_version: dict[tuple[str, str], int] = {}
 
     def _remember(self, node: Node) -> Node:
+        """``node`` is now stored at its version: the condition of its next ``save``."""
         key = (node.graph, node.id)
-        if key in self._identity:
-            return self._identity[key]
         self._identity[key] = node
         self._stored_version[key] = node.version
         self._uow.track(node)
@@ -173,14 +158,10 @@ class SqliteNodeRepository:
             try:
                 c.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
             except sqlite3.IntegrityError:
-                raise AlreadyExists(f"node {node.name} already exists", resource_type=NODE_RESOURCE,
-                                    resource_name=node.name, reason=Reason.NODE_ALREADY_EXISTS) from None
+                raise node_already_exists(node.ref) from None
 
         await self._uow.run(_add)
-        key = (node.graph, node.id)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
+        self._remember(node)
 
     async def save(self, node: Node) -> None:
         key = (node.graph, node.id)
@@ -194,17 +175,14 @@ class SqliteNodeRepository:
             if cur.rowcount != 1:
                 row = c.execute("SELECT version FROM nodes WHERE graph = ? AND id = ?", (node.graph, node.id)).fetchone()
                 if row is None:
-                    raise NotFound(f"node {node.name} does not exist", resource_type=NODE_RESOURCE,
-                                   resource_name=node.name, reason=Reason.NODE_NOT_FOUND)
+                    raise node_not_found(node.ref)
                 raise VersionConflict(
                     f"{node.name} changed concurrently (stored version {row[0]}, loaded {expected})",
                     reason=Reason.VERSION_CONFLICT,
                     metadata={"resource": node.name, "current_etag": f'"{row[0]}"', "request_etag": f'"{expected}"'})
 
         await self._uow.run(_save)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
+        self._remember(node)
 
     async def count_of_type(self, graph: str, node_type: str) -> int:
         row = await self._uow.run(lambda c: c.execute(
@@ -224,13 +202,14 @@ class SqliteNodeRepository:
         key = unique_value_key(value)
 
         def _claim(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO unique_claims (graph, node_type, property, value, node_id) VALUES (?, ?, ?, ?, ?) "
-                      "ON CONFLICT (graph, node_type, property, value) DO NOTHING",
-                      (graph, node_type, property_name, key, node_id))
-            holder = c.execute("SELECT node_id FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? "
-                               "AND value = ?", (graph, node_type, property_name, key)).fetchone()[0]
-            if holder != node_id:
-                raise unique_violation(graph, node_type, property_name, value, holder)
+            cur = c.execute("INSERT INTO unique_claims (graph, node_type, property, value, node_id) "
+                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (graph, node_type, property, value) DO NOTHING",
+                            (graph, node_type, property_name, key, node_id))
+            if cur.rowcount == 0:  # already claimed: fine only by this very node
+                holder = c.execute("SELECT node_id FROM unique_claims WHERE graph = ? AND node_type = ? "
+                                   "AND property = ? AND value = ?",
+                                   (graph, node_type, property_name, key)).fetchone()[0]
+                check_rule(UniqueValueFree(node_type, property_name, value, holder, node_id))
 
         await self._uow.run(_claim)
 
@@ -240,14 +219,6 @@ class SqliteNodeRepository:
         await self._uow.run(lambda c: c.execute(
             "DELETE FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? AND value = ? AND node_id = ?",
             (graph, node_type, property_name, key, node_id)))
-
-
-def unique_violation(graph: str, node_type: str, property_name: str, value: PropertyValue,
-                     holder: str) -> RuleViolated:
-    rule = UniqueValueFree(node_type=node_type, property_name=property_name, value=value,
-                           holder_id=holder, claimant_id="")
-    return RuleViolated(rule.message, reason=rule.reason,
-                        metadata={"rule": type(rule).__name__, "subject": rule.subject, "graph": graph})
 
 
 # --- edges --------------------------------------------------------------------------
@@ -260,8 +231,8 @@ def _row_to_edge(row: sqlite3.Row) -> Edge:
                 properties=properties_from_json(row["properties"]), create_time=from_micros(row["create_time"]))
 
 
-def _bump(c: sqlite3.Connection, graph: str, node: str, edge_type: str, direction: str, delta: int) -> None:
-    key = (graph, node, edge_type, direction)
+def _bump(c: sqlite3.Connection, key: tuple[str, str, str, str], delta: int) -> None:
+    """Move the (graph, node, type, direction) counter by ``delta``; a counter at zero is deleted."""
     if delta > 0:
         c.execute("INSERT INTO edge_counters (graph, node, type, direction, count) VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (graph, node, type, direction) DO UPDATE SET count = count + excluded.count",
@@ -274,6 +245,11 @@ def _bump(c: sqlite3.Connection, graph: str, node: str, edge_type: str, directio
         raise Internal(f"edge counter {key} is missing")
     c.execute("DELETE FROM edge_counters WHERE graph = ? AND node = ? AND type = ? AND direction = ? AND count = 0",
               key)
+
+
+def _counters_of(edge: Edge) -> tuple[tuple[str, str, str, str], ...]:
+    """The two counters an edge counts in: its source's OUT and its target's IN."""
+    return ((edge.graph, edge.source, edge.type, "OUT"), (edge.graph, edge.target, edge.type, "IN"))
 
 
 class SqliteEdgeRepository:
@@ -298,35 +274,42 @@ class SqliteEdgeRepository:
             try:
                 c.execute(f"INSERT INTO edges ({_EDGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", params)
             except sqlite3.IntegrityError:
-                raise AlreadyExists(f"edge {edge.key.id} already exists", resource_type=EDGE_RESOURCE,
-                                    resource_name=_edge_name(edge.key), reason=Reason.EDGE_ALREADY_EXISTS) from None
-            _bump(c, edge.graph, edge.source, edge.type, "OUT", 1)
-            _bump(c, edge.graph, edge.target, edge.type, "IN", 1)
+                raise edge_already_exists(edge.key) from None
+            for counter in _counters_of(edge):
+                _bump(c, counter, 1)
 
         await self._uow.run(_add)
         self._uow.track(edge)
 
-    async def remove(self, edge: Edge) -> None:
+    async def remove_many(self, edges: Sequence[Edge]) -> None:
         def _remove(c: sqlite3.Connection) -> None:
-            cur = c.execute("DELETE FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
-                            (edge.graph, edge.source, edge.type, edge.target))
-            if cur.rowcount != 1:
-                raise NotFound(f"edge {edge.key.id} does not exist", resource_type=EDGE_RESOURCE,
-                               resource_name=_edge_name(edge.key), reason=Reason.EDGE_NOT_FOUND)
-            _bump(c, edge.graph, edge.source, edge.type, "OUT", -1)
-            _bump(c, edge.graph, edge.target, edge.type, "IN", -1)
+            deltas: Counter[tuple[str, str, str, str]] = Counter()
+            try:
+                for edge in edges:
+                    cur = c.execute("DELETE FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
+                                    (edge.graph, edge.source, edge.type, edge.target))
+                    if cur.rowcount != 1:
+                        raise edge_not_found(edge.key)
+                    deltas.update(_counters_of(edge))
+            finally:
+                # One update per counter however many edges share it (a deleted node's
+                # own counters above all); on NotFound, still for the edges already gone.
+                for counter, removed in deltas.items():
+                    _bump(c, counter, -removed)
 
+        if not edges:
+            return
         await self._uow.run(_remove)
-        self._uow.track(edge)
+        for edge in edges:
+            self._uow.track(edge)
 
     async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
-        if direction is Direction.BOTH:
-            return (await self.count(graph, node_id, edge_type, Direction.OUT)
-                    + await self.count(graph, node_id, edge_type, Direction.IN))
+        directions = ("OUT", "IN") if direction is Direction.BOTH else (direction.value,)
         row = await self._uow.run(lambda c: c.execute(
-            "SELECT count FROM edge_counters WHERE graph = ? AND node = ? AND type = ? AND direction = ?",
-            (graph, node_id, edge_type, direction.value)).fetchone())
-        return int(row[0]) if row else 0
+            "SELECT COALESCE(SUM(count), 0) FROM edge_counters WHERE graph = ? AND node = ? AND type = ? "
+            f"AND direction IN ({','.join('?' * len(directions))})",
+            (graph, node_id, edge_type, *directions)).fetchone())
+        return int(row[0])
 
     async def counts_for_node(self, graph: str, node_id: str) -> dict[tuple[str, Direction], int]:
         rows = await self._uow.run(lambda c: c.execute(

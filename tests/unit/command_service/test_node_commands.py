@@ -50,6 +50,17 @@ async def test_a_deleted_node_id_cannot_be_reused(graph_app):
     assert err.value.reason == Reason.NODE_ALREADY_EXISTS
 
 
+async def test_a_taken_id_is_already_exists_even_when_its_unique_value_is_taken_too(graph_app, store):
+    await graph_app.dispatch(user("alice", email="a@x"))
+    await graph_app.dispatch(user("bob", email="b@x"))
+    head = await store.head()
+    with pytest.raises(AlreadyExists) as err:
+        await graph_app.dispatch(user("alice", email="b@x"))
+    assert err.value.reason == Reason.NODE_ALREADY_EXISTS
+    assert err.value.resource_name == f"graphs/{GRAPH}/nodes/alice"
+    assert await store.head() == head
+
+
 async def test_create_node_of_an_unknown_type_or_with_bad_properties_is_invalid(graph_app):
     with pytest.raises(ValidationFailed) as err:
         await graph_app.dispatch(CreateNode(graph=GRAPH, type="Nope", node_id="x"))

@@ -151,9 +151,11 @@ async def test_access_log_writes_one_json_line_per_call(served, caplog):
     with pytest.raises(grpc.aio.AioRpcError):
         await qg.GraphQueryServiceStub(channel).GetNode(
             q.GetNodeRequest(name="graphs/g/nodes/missing"), metadata=[("x-request-id", "r-2")])
-    records = [rec for rec in caplog.records if rec.name == "edgewise.access"]
-    assert len(records) == 1
-    line = json.loads(JsonFormatter().format(records[0]))
+    # Only this call's lines: a call from an earlier test may log late into caplog.
+    lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records if rec.name == "edgewise.access"]
+    lines = [line for line in lines if line.get("request_id") == "r-2"]
+    assert len(lines) == 1
+    line = lines[0]
     assert line["grpc_method"] == "/edgewise.graph.v1.GraphQueryService/GetNode"
     assert line["grpc_code"] == "NOT_FOUND"
     assert line["request_id"] == "r-2"
