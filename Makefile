@@ -15,7 +15,7 @@ GOOGLEAPIS_DIR = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
 BUF_DEPS_DIR := build/buf-deps
 
-.PHONY: help venv protos run test lint buf-lint import-lint clean
+.PHONY: help venv protos run test lint buf-lint import-lint clean bench
 
 help:
 	@echo "make venv    - create .venv with the pinned dependencies"
@@ -23,6 +23,7 @@ help:
 	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
 	@echo "make test    - run the test suite"
 	@echo "make lint    - buf lint + import-linter contracts"
+	@echo "make bench   - benchmarks (docs/benchmarks.md; BENCH_SCALE, BENCH_ARGS); not part of make test"
 
 venv: $(VENV_STAMP)
 
@@ -66,6 +67,11 @@ run: $(VENV_STAMP) $(PROTO_STAMP)
 # empty or mis-configured suite never passes.
 test: $(VENV_STAMP) $(PROTO_STAMP) $(BUF_DEPS_DIR)/.stamp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Not part of `make test`. BENCH_SCALE=3 takes more samples; BENCH_ARGS passes flags
+# (`make bench BENCH_ARGS=--help`). Binds only to 127.0.0.1; temporary files only.
+bench: $(VENV_STAMP) $(PROTO_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf edgewise build .pytest_cache

@@ -1,0 +1,1 @@
+"""Edgewise benchmarks (``make bench``; not part of ``make test``). See docs/benchmarks.md."""
