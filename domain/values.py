@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Union
 
@@ -168,10 +168,23 @@ def properties_size(properties: dict[str, PropertyValue]) -> int:
     return len(properties_json(properties).encode("utf-8"))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(value: datetime) -> int:
+    """Exact microseconds since the epoch (float ``timestamp()`` can be off by one)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
 def sortable(value: PropertyValue) -> object:
     """A value that orders like the property (timestamps as epoch micros)."""
     if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000)
+        return epoch_micros(value)
     if isinstance(value, bool):
         return int(value)
     return value

@@ -47,6 +47,8 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
         progress = ProjectionProgress(refresh=lambda: store.position(PROJECTOR_NAME), poll_interval=poll_interval)
     projector = Projector(log=event_log, store=store, progress=progress,
                           poll_interval=poll_interval) if projector_enabled else None
+    if projector is not None:
+        progress.on_behind = projector.wake
     gate = ConsistencyGate(signer=signer, progress=progress, event_log=event_log, time_remaining=time_remaining,
                            max_wait=max_consistency_wait)
     tokens = PageTokens(signer)

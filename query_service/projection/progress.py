@@ -21,6 +21,9 @@ class ProjectionProgress:
         self._changed = asyncio.Event()
         self._refresh = refresh
         self._poll = poll_interval
+        # Called when a reader starts waiting for a position not yet applied: an
+        # in-process projector polls at once instead of at its next interval.
+        self.on_behind: Callable[[], None] | None = None
 
     def position(self) -> int:
         return self._position
@@ -33,6 +36,8 @@ class ProjectionProgress:
 
     async def wait_for(self, position: int, timeout: float) -> bool:
         deadline = time.monotonic() + max(0.0, timeout)
+        if self._position < position and self.on_behind is not None:
+            self.on_behind()
         while True:
             if self._position >= position:
                 return True

@@ -32,6 +32,7 @@ class Projector:
         self._batch_size = batch_size
         self._poll = poll_interval
         self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by stop() and wake(): ends the poll pause early
         self._on_applied = on_applied  # e.g. cache invalidation: called with the batch
         self.batches_applied = 0
 
@@ -72,11 +73,17 @@ class Projector:
             except DomainError as exc:  # storage busy/unavailable: retry after a pause, never drop
                 _log.warning("projection batch failed, retrying: %r", exc)
                 n = 0
-            if n == 0 or n < self._batch_size:
+            if (n == 0 or n < self._batch_size) and not self._stopping.is_set():
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), self._poll)
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
                 except asyncio.TimeoutError:
                     pass
+                self._wakeup.clear()
+
+    def wake(self) -> None:
+        """Poll now: a reader waits for a position the projection has not reached."""
+        self._wakeup.set()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wakeup.set()

@@ -125,3 +125,24 @@ async def test_read_your_writes_with_the_projector_running(app):
     finally:
         app.projector.stop()
         await task
+
+
+async def test_a_waiting_reader_wakes_the_projector(tmp_path):
+    """With an hour-long poll interval, a read-your-writes query must still succeed:
+    the waiting reader makes the in-process projector poll at once."""
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    application = await bootstrap(Settings(db_path=path, token_secret=SECRET,
+                                           projector_poll_interval_ms=3_600_000))
+    task = asyncio.create_task(application.projector.run())
+    try:
+        await asyncio.sleep(0.05)  # the projector is now in its (long) pause
+        ev = Events()
+        pos = write_events(path, [ev.schema(), ev.create("a", age=1)])
+        token = TokenSigner(SECRET).sign({"p": {"0": pos}})
+        view = await application.queries.get_node(GetNode("g", "a", Consistency(at_least_token=token)))
+        assert view.properties == {"age": 1}
+    finally:
+        application.projector.stop()
+        await task
+        await application.close()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema, schema_from_dict
-from domain.values import PropertyValue
+from domain.values import PropertyValue, epoch_micros
 from domain.views import AccessKind, AdjacencyKey, EdgeView, NodeAccess, NodeView
 
 
@@ -50,7 +50,7 @@ class _State:
 
 
 def _us(value: datetime) -> int:
-    return int(value.timestamp() * 1_000_000)
+    return epoch_micros(value)
 
 
 class _Tx:

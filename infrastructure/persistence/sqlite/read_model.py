@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema, schema_from_dict
-from domain.values import PropertyValue, properties_from_json, properties_json
+from domain.values import PropertyValue, epoch_micros, from_epoch_micros, properties_from_json, properties_json
 from domain.views import AdjacencyKey, EdgeView, NodeAccess, NodeView
 
 READ_MODEL_DDL = """
@@ -90,7 +90,7 @@ MAX_KEYS_PER_STATEMENT = 500
 
 
 def _us(value: datetime) -> int:
-    return int(value.timestamp() * 1_000_000)
+    return epoch_micros(value)
 
 
 def _ts(text: str) -> datetime:
@@ -105,9 +105,13 @@ def _chunks(items: Sequence[Any], size: int = MAX_KEYS_PER_STATEMENT) -> list[Se
 def _edge_from_row(graph: str, row: sqlite3.Row) -> EdgeView:
     node, neighbour = row["node"], row["neighbour"]
     out = row["direction"] == Direction.OUT.value
+    # The hot path of every traversal: most edges carry no properties, and create_us
+    # already holds the time exactly, so skip both parsers where we can.
+    text = row["properties"]
     return EdgeView(graph=graph, source=node if out else neighbour, type=row["edge_type"],
-                    target=neighbour if out else node, properties=properties_from_json(row["properties"]),
-                    create_time=_ts(row["create_time"]))
+                    target=neighbour if out else node,
+                    properties={} if text == "{}" else properties_from_json(text),
+                    create_time=from_epoch_micros(row["create_us"]))
 
 
 def _counts_sync(conn: sqlite3.Connection, graph: str,

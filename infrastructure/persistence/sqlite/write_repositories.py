@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
@@ -23,24 +22,14 @@ from domain.values import (
     EdgeKey,
     PropertyValue,
     encode_value,
+    epoch_micros,
+    from_epoch_micros,
     properties_from_json,
     properties_json,
 )
 
 if TYPE_CHECKING:
     from infrastructure.persistence.sqlite.write_store import SqliteUnitOfWork
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def to_micros(value: datetime) -> int:
-    delta = value.astimezone(timezone.utc) - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=int(value))
-
 
 def unique_value_key(value: PropertyValue) -> str:
     """The stored form of a unique value: JSON keeps kinds apart (1, "1", true, 1.0)."""
@@ -70,7 +59,7 @@ class SqliteSchemaRepository:
 
     async def save(self, schema: Schema) -> None:
         body = json.dumps(schema_to_dict(schema), separators=(",", ":"))
-        applied = to_micros(schema.update_time) if schema.update_time else 0
+        applied = epoch_micros(schema.update_time) if schema.update_time else 0
 
         def _save(c: sqlite3.Connection) -> None:
             row = c.execute("SELECT MAX(version) FROM schemas WHERE graph = ?", (schema.graph,)).fetchone()
@@ -104,7 +93,7 @@ _NODE_COLUMNS = "graph, id, type, properties, version, create_time, update_time,
 def _row_to_node(row: sqlite3.Row) -> Node:
     return Node(graph=row["graph"], id=row["id"], type=row["type"],
                 properties=properties_from_json(row["properties"]), version=int(row["version"]),
-                create_time=from_micros(row["create_time"]), update_time=from_micros(row["update_time"]),
+                create_time=from_epoch_micros(row["create_time"]), update_time=from_epoch_micros(row["update_time"]),
                 deleted=bool(row["deleted"]))
 
 
@@ -152,7 +141,7 @@ class SqliteNodeRepository:
 
     async def add(self, node: Node) -> None:
         params = (node.graph, node.id, node.type, properties_json(node.properties), node.version,
-                  to_micros(node.create_time), to_micros(node.update_time), int(node.deleted))
+                  epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
 
         def _add(c: sqlite3.Connection) -> None:
             try:
@@ -166,7 +155,7 @@ class SqliteNodeRepository:
     async def save(self, node: Node) -> None:
         key = (node.graph, node.id)
         expected = self._stored_version.get(key, node.version - 1)
-        params = (properties_json(node.properties), node.version, to_micros(node.update_time), int(node.deleted),
+        params = (properties_json(node.properties), node.version, epoch_micros(node.update_time), int(node.deleted),
                   node.graph, node.id, expected)
 
         def _save(c: sqlite3.Connection) -> None:
@@ -228,7 +217,7 @@ _EDGE_COLUMNS = "graph, source, type, target, properties, create_time"
 
 def _row_to_edge(row: sqlite3.Row) -> Edge:
     return Edge(graph=row["graph"], source=row["source"], type=row["type"], target=row["target"],
-                properties=properties_from_json(row["properties"]), create_time=from_micros(row["create_time"]))
+                properties=properties_from_json(row["properties"]), create_time=from_epoch_micros(row["create_time"]))
 
 
 def _bump(c: sqlite3.Connection, key: tuple[str, str, str, str], delta: int) -> None:
@@ -268,7 +257,7 @@ class SqliteEdgeRepository:
 
     async def add(self, edge: Edge) -> None:
         params = (edge.graph, edge.source, edge.type, edge.target, properties_json(edge.properties),
-                  to_micros(edge.create_time))
+                  epoch_micros(edge.create_time))
 
         def _add(c: sqlite3.Connection) -> None:
             try:
@@ -369,7 +358,7 @@ class SqliteIdempotencyStore:
             return None
         return IdempotencyRecord(graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
                                  fingerprint=row["fingerprint"], response=bytes(row["response"]),
-                                 created_at=from_micros(row["created_at"]))
+                                 created_at=from_epoch_micros(row["created_at"]))
 
     async def put(self, record: IdempotencyRecord) -> None:
         def _put(c: sqlite3.Connection) -> None:
@@ -377,7 +366,7 @@ class SqliteIdempotencyStore:
                 c.execute("INSERT INTO idempotency (graph, request_id, operation, fingerprint, response, created_at) "
                           "VALUES (?, ?, ?, ?, ?, ?)",
                           (record.graph, record.request_id, record.operation, record.fingerprint,
-                           sqlite3.Binary(record.response), to_micros(record.created_at)))
+                           sqlite3.Binary(record.response), epoch_micros(record.created_at)))
             except sqlite3.IntegrityError:
                 raise ValidationFailed(
                     f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
@@ -394,7 +383,7 @@ class SqliteCascadeJobQueue:
         await self._uow.run(lambda c: c.execute(
             "INSERT OR IGNORE INTO cascade_jobs (graph, node_id, request_id, trace_context, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (job.graph, job.node_id, job.request_id, job.trace_context, to_micros(job.created_at))))
+            (job.graph, job.node_id, job.request_id, job.trace_context, epoch_micros(job.created_at))))
 
     async def next(self) -> CascadeJob | None:
         row = await self._uow.run(lambda c: c.execute(
@@ -403,7 +392,7 @@ class SqliteCascadeJobQueue:
         if row is None:
             return None
         return CascadeJob(graph=row["graph"], node_id=row["node_id"], request_id=row["request_id"],
-                          trace_context=row["trace_context"], created_at=from_micros(row["created_at"]))
+                          trace_context=row["trace_context"], created_at=from_epoch_micros(row["created_at"]))
 
     async def complete(self, graph: str, node_id: str) -> None:
         await self._uow.run(lambda c: c.execute(

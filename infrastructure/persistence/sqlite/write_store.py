@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 from domain.errors import Internal
 from domain.ports import CommitResult
+from domain.values import epoch_micros
 from infrastructure.persistence.sqlite.connection import SqliteConnection
 from infrastructure.persistence.sqlite.event_log import SHARD, SqliteEventLog, append_events, head_sync
 from infrastructure.persistence.sqlite.write_repositories import (
@@ -25,7 +26,6 @@ from infrastructure.persistence.sqlite.write_repositories import (
     SqliteIdempotencyStore,
     SqliteNodeRepository,
     SqliteSchemaRepository,
-    to_micros,
 )
 from infrastructure.persistence.sqlite.write_schema import DDL
 from infrastructure.persistence.tracking import AggregateTracker
@@ -64,7 +64,7 @@ class SqliteWriteStore:
 
     async def purge_idempotency(self, older_than: datetime) -> int:
         """Delete idempotency records created before ``older_than``; returns how many."""
-        cutoff = to_micros(older_than)
+        cutoff = epoch_micros(older_than)
 
         def _purge(c: sqlite3.Connection) -> int:
             return c.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from domain.values import epoch_micros
 from domain.edge import Direction
 from domain.views import AdjacencyKey, EdgeView, NodeView
 from query_service.app.consistency import Consistency, ConsistencyGate
@@ -18,7 +19,7 @@ from query_service.app.queries.get_node import node_not_found
 
 
 def _us(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1_000_000)
+    return None if value is None else epoch_micros(value)
 
 
 @dataclass(frozen=True)

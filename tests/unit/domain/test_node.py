@@ -126,3 +126,11 @@ def test_nan_is_not_a_double_value(schema, causation):
 def test_negative_zero_is_stored_as_zero(schema, causation):
     node = make(schema, causation, score=-0.0)
     assert str(node.properties["score"]) == "0.0"
+
+
+def test_epoch_micros_is_exact_where_float_timestamps_are_not():
+    from domain.values import epoch_micros, from_epoch_micros
+    t = datetime(2005, 4, 17, 8, 29, 2, 646319, tzinfo=timezone.utc)
+    assert int(t.timestamp() * 1_000_000) != 1113726542646319  # the float route loses a microsecond here
+    assert epoch_micros(t) == 1113726542646319
+    assert from_epoch_micros(epoch_micros(t)) == t
