@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgewise.graph.v1 import command_service_pb2_grpc, query_service_pb2_grpc
+from infrastructure.process import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-only-secret-0123456789abcdef0123"
@@ -63,7 +64,7 @@ class Stack:
         for module in MODULES:
             self.logs[module] = self.workdir / f"{module}.log"
             self.processes[module] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=self.env,
+                [sys.executable, "-m", module], cwd=ROOT, env=self.env, preexec_fn=die_with_parent,
                 stdout=self.logs[module].open("wb"), stderr=subprocess.STDOUT)
         for module in MODULES:
             self._wait_healthy(module)

@@ -21,6 +21,20 @@ from infrastructure.logging import configure_logging
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for launchers (tests, benchmarks, run_stack): the child gets
+    SIGTERM when its parent dies, so a killed test run leaves no service behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux/glibc: best effort only
+        pass
+
 
 def run_service(name: str, main: Callable[[Settings], Awaitable[None]], *,
                 env: Mapping[str, str] | None = None) -> int:

@@ -13,15 +13,21 @@ import subprocess
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from infrastructure.process import die_with_parent  # noqa: E402  (needs ROOT on the path)
+
 SERVICES = ("command_service", "query_service")
 GRACE_SECONDS = 10.0
 
 
 def main() -> int:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    procs = {name: subprocess.Popen([sys.executable, "-m", name], cwd=root, env=env)
+    procs = {name: subprocess.Popen([sys.executable, "-m", name], cwd=root, env=env,
+                                         preexec_fn=die_with_parent)
              for name in SERVICES}
     print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; "
           f"Ctrl-C stops both", file=sys.stderr, flush=True)

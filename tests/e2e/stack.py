@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from edgewise.graph.v1 import command_service_pb2_grpc, query_service_pb2_grpc
+from infrastructure.process import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-0123456789abcdef0123456789"
@@ -60,6 +61,7 @@ class Stack:
         for module, addr in (("command_service", self.command_addr), ("query_service", self.query_addr)):
             log = self.workdir / f"{module}.log"
             proc = subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=self.env,
+                                    preexec_fn=die_with_parent,
                                     stdout=log.open("wb"), stderr=subprocess.STDOUT)
             self.services.append(Service(module, proc, addr, log))
         for svc in self.services:
