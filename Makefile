@@ -15,23 +15,23 @@ GOOGLEAPIS_DIR = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
 BUF_DEPS_DIR := build/buf-deps
 
-.PHONY: help venv protos run test lint buf-lint import-lint clean bench
+.PHONY: help venv protos run test lint buf-lint import-lint ruff clean bench
 
 help:
 	@echo "make venv    - create .venv with the pinned dependencies"
 	@echo "make protos  - generate Python code from protos/ into ./edgewise"
 	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
 	@echo "make test    - run the test suite"
-	@echo "make lint    - buf lint + import-linter contracts"
+	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks)"
 	@echo "make bench   - benchmarks (docs/benchmarks.md; BENCH_SCALE, BENCH_ARGS); not part of make test"
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet "pip==26.3"
 	$(PY) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(d["dependencies"] + d["optional-dependencies"]["dev"]))' > $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt -c constraints.txt
 	touch $@
 
 protos: $(PROTO_STAMP)
@@ -55,7 +55,10 @@ buf-lint: $(BUF_DEPS_DIR)/.stamp
 import-lint: $(VENV_STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
-lint: buf-lint import-lint
+ruff: $(VENV_STAMP)
+	$(VENV)/bin/ruff check .
+
+lint: buf-lint import-lint ruff
 
 run: $(VENV_STAMP) $(PROTO_STAMP)
 	mkdir -p var

@@ -7,7 +7,7 @@ these into gRPC statuses (see infrastructure/grpc/errors.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

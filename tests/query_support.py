@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 from domain.events import (
@@ -103,3 +105,45 @@ def write_events(path: str, events: list[DomainEvent]) -> int:
         return last
     finally:
         conn.close()
+
+
+@asynccontextmanager
+async def query_app(path: str, **settings: Any) -> AsyncIterator[Any]:
+    """The real query application (``bootstrap``) on a SQLite file; ``app.path`` is set."""
+    from infrastructure.config import Settings
+    from query_service.bootstrap import bootstrap
+
+    init_db(path)
+    app = await bootstrap(Settings(db_path=path, token_secret=SECRET, **settings))
+    app.path = path
+    try:
+        yield app
+    finally:
+        if app.projector is not None:
+            app.projector.stop()
+        await app.close()
+
+
+@asynccontextmanager
+async def served_query_stub(path: str, events: list[DomainEvent]) -> AsyncIterator[Any]:
+    """A GraphQueryService stub talking over loopback to the real servicer, interceptors
+    and query application, after ``events`` were written and projected."""
+    import grpc
+
+    from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
+    from infrastructure.grpc.interceptors import default_interceptors
+    from infrastructure.grpc.server import start_server
+    from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
+
+    init_db(path)
+    write_events(path, events)
+    async with query_app(path) as app:
+        await app.projector.catch_up()
+        running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
+                                     interceptors=default_interceptors())
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        try:
+            yield qgrpc.GraphQueryServiceStub(channel)
+        finally:
+            await channel.close()
+            await running.stop(0)

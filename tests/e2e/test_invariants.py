@@ -4,7 +4,6 @@ import uuid
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
 
 from edgewise.graph.v1 import command_service_pb2 as cmd
 from edgewise.graph.v1 import query_service_pb2 as q

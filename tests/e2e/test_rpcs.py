@@ -1,6 +1,5 @@
 """Every RPC of both services, through the generated stubs, over loopback."""
 
-import threading
 import uuid
 
 import grpc
@@ -10,7 +9,7 @@ from google.protobuf import field_mask_pb2
 from edgewise.graph.v1 import command_service_pb2 as cmd
 from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import resources_pb2 as pb
-from tests.e2e.conftest import prop, sample_schema
+from tests.e2e.conftest import prop
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from command_service.app.commands.add_edge import AddEdge
 from command_service.app.commands.apply_schema import ApplySchema
 from command_service.app.commands.batch_write import BatchWrite
 from command_service.app.commands.delete_node import DeleteNode

@@ -18,7 +18,7 @@ from query_service.app.queries.list_edges import ListEdges
 from query_service.app.queries.traverse import Traverse, TraversalStep
 from query_service.bootstrap import bootstrap
 from query_service.projection.projector import PROJECTOR_NAME
-from tests.query_support import SECRET, Events, init_db, logged, write_events
+from tests.query_support import SECRET, Events, init_db, logged, query_app, write_events
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,8 @@ def history(ev: Events) -> list:
 
 @pytest.fixture
 async def app(tmp_path):
-    path = str(tmp_path / "edgewise.db")
-    init_db(path)
-    application = await bootstrap(Settings(db_path=path, token_secret=SECRET, projector_poll_interval_ms=10))
-    application.path = path
-    yield application
-    if application.projector is not None:
-        application.projector.stop()
-    await application.close()
+    async with query_app(str(tmp_path / "edgewise.db"), projector_poll_interval_ms=10) as application:
+        yield application
 
 
 async def test_replaying_the_log_from_zero_changes_nothing(app):

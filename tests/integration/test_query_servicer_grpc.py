@@ -4,33 +4,18 @@ import grpc
 import pytest
 
 from edgewise.graph.v1 import query_service_pb2 as qpb
-from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
 from edgewise.graph.v1 import resources_pb2 as pb
-from infrastructure.config import Settings
-from infrastructure.grpc.interceptors import default_interceptors
-from infrastructure.grpc.server import start_server
-from query_service.bootstrap import bootstrap
-from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
-from tests.query_support import SECRET, Events, init_db, write_events
+from tests.query_support import Events, served_query_stub
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def stub(tmp_path):
-    path = str(tmp_path / "edgewise.db")
-    init_db(path)
     ev = Events()
-    write_events(path, [ev.schema(), ev.create("a", age=1, email="a@x"), ev.create("b", age=2), ev.link("a", "b")])
-    app = await bootstrap(Settings(db_path=path, token_secret=SECRET))
-    await app.projector.catch_up()
-    running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
-                                 interceptors=default_interceptors())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    yield qgrpc.GraphQueryServiceStub(channel)
-    await channel.close()
-    await running.stop(0)
-    await app.close()
+    async with served_query_stub(str(tmp_path / "edgewise.db"), [
+            ev.schema(), ev.create("a", age=1, email="a@x"), ev.create("b", age=2), ev.link("a", "b")]) as s:
+        yield s
 
 
 async def test_rpcs_translate(stub):

@@ -13,29 +13,19 @@ from grpc_status import rpc_status
 
 from domain.errors import Reason, ValidationFailed
 from edgewise.graph.v1 import query_service_pb2 as qpb
-from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
 from edgewise.graph.v1 import resources_pb2 as pb
-from infrastructure.config import Settings
-from infrastructure.grpc.interceptors import default_interceptors
-from infrastructure.grpc.server import start_server
 from infrastructure.tokens import TokenSigner
 from query_service.app.queries.get_node import GetNode
 from query_service.app.queries.list_nodes import ListNodes
-from query_service.bootstrap import bootstrap
-from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
-from tests.query_support import DOC, SECRET, USER, Events, init_db, schema, write_events
+from tests.query_support import DOC, SECRET, USER, Events, query_app, schema, served_query_stub, write_events
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def app(tmp_path):
-    path = str(tmp_path / "edgewise.db")
-    init_db(path)
-    application = await bootstrap(Settings(db_path=path, token_secret=SECRET, projector_poll_interval_ms=10))
-    application.path = path
-    yield application
-    await application.close()
+    async with query_app(str(tmp_path / "edgewise.db"), projector_poll_interval_ms=10) as application:
+        yield application
 
 
 async def test_a_page_token_from_before_a_plan_change_is_refused_not_misread(app):
@@ -80,19 +70,9 @@ async def test_a_nan_in_an_indexed_property_does_not_wedge_the_projector(app):
 
 @pytest.fixture
 async def stub(tmp_path):
-    path = str(tmp_path / "edgewise.db")
-    init_db(path)
     ev = Events()
-    write_events(path, [ev.schema(), ev.create("a")])
-    app = await bootstrap(Settings(db_path=path, token_secret=SECRET))
-    await app.projector.catch_up()
-    running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
-                                 interceptors=default_interceptors())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    yield qgrpc.GraphQueryServiceStub(channel)
-    await channel.close()
-    await running.stop(0)
-    await app.close()
+    async with served_query_stub(str(tmp_path / "edgewise.db"), [ev.schema(), ev.create("a")]) as s:
+        yield s
 
 
 @pytest.mark.parametrize("timeout", [0.3, 1.0])

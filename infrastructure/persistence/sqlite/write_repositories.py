@@ -401,5 +401,5 @@ class SqliteCascadeJobQueue:
 
 __all__ = [
     "SqliteSchemaRepository", "SqliteNodeRepository", "SqliteEdgeRepository", "SqliteIdempotencyStore",
-    "SqliteCascadeJobQueue", "to_micros", "from_micros", "unique_value_key",
+    "SqliteCascadeJobQueue", "unique_value_key",
 ]

@@ -4,7 +4,6 @@ from domain.ports import LoggedEvent
 from infrastructure.persistence.memory.read_model import InMemoryReadModel
 from infrastructure.tokens import TokenSigner
 from query_service.bootstrap import build_application
-from query_service.projection.apply import apply_events
 from tests.query_support import SECRET, Events
 
 
