@@ -149,3 +149,40 @@ def test_idempotent_retry(graph):
                "REQUEST_ID_REUSED")
     assert any(f == "request_id" for f, _ in e.field_violations)
     assert count(graph, "b", "follows") == 0
+
+
+def test_deleting_a_supernode_tombstones_then_cascades_in_the_background(graph):
+    """More edges than one transaction holds: the node is gone at once, no edge can
+    attach to it, and its edges are removed in bounded background batches."""
+    import time
+
+    spokes = [f"s{i}" for i in range(150)]
+    ops = [cmd.BatchWriteOperation(create_node=cmd.CreateNodeOperation(node_id=n, node=pb.Node(
+        type="User", properties={"name": prop(n)}))) for n in ["hub"] + spokes]
+    for chunk in (ops[:100], ops[100:]):
+        graph.commands.BatchWrite(cmd.BatchWriteRequest(parent=graph.parent, operations=chunk,
+                                                        request_id=str(uuid.uuid4())))
+    edges = [cmd.BatchWriteOperation(add_edge=cmd.AddEdgeOperation(edge=pb.Edge(
+        source=graph.name(s), type="follows", target=graph.name("hub")))) for s in spokes]
+    for chunk in (edges[:100], edges[100:]):
+        graph.token = graph.commands.BatchWrite(cmd.BatchWriteRequest(
+            parent=graph.parent, operations=chunk, request_id=str(uuid.uuid4()))).consistency_token
+    assert count(graph, "hub", "follows", pb.DIRECTION_IN) == 150
+
+    resp = graph.commands.DeleteNode(cmd.DeleteNodeRequest(name=graph.name("hub"), request_id=str(uuid.uuid4())))
+    assert resp.cascade_pending and resp.removed_edges == 0
+    graph.token = resp.consistency_token
+    with pytest.raises(grpc.RpcError) as err:
+        graph.queries.GetNode(q.GetNodeRequest(name=graph.name("hub"), consistency=graph.consistency()))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    expect(lambda: graph.add_edge("s0", "follows", "hub"), grpc.StatusCode.FAILED_PRECONDITION, "ENDPOINT_MISSING")
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        remaining = sum(count(graph, s, "follows") for s in ("s0", "s75", "s149"))
+        if remaining == 0:
+            break
+        time.sleep(0.1)
+    assert remaining == 0
+    for s in spokes[::10]:
+        assert count(graph, s, "follows") == 0
