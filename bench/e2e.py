@@ -228,7 +228,7 @@ def _workload_writes(stack: Stack, cfg: E2EConfig, rng: random.Random, result: E
         done = time.perf_counter()
         token = resp.consistency_token
         _read_until_consistent(lambda: stack.queries.GetEdge(q.GetEdgeRequest(
-            graph=GRAPH, source=_name(node_id), type="follows", target=_name(target),
+            parent=GRAPH, source=_name(node_id), type="follows", target=_name(target),
             consistency=pb.ReadConsistency(at_least_token=token)), timeout=TIMEOUT))
         if record:
             result.writes["AddEdge"].append(elapsed)

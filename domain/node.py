@@ -86,13 +86,18 @@ class Node:
         return node
 
     def update(self, *, properties: dict[str, PropertyValue], update_mask: list[str] | None,
-               expected_version: int | None, schema: Schema, causation: Causation) -> None:
+               expected_version: int | None, schema: Schema, causation: Causation,
+               type_name: str = "") -> None:
         """AIP-134 partial update.
 
-        Mask paths: ``properties`` replaces the whole map; ``properties.<name>`` sets (or,
-        when absent from ``properties``, clears) one property. No mask means "every
-        property present in the request".
+        Mask paths: ``properties`` (or ``*``) replaces the whole map; ``properties.<name>``
+        sets (or, when absent from ``properties``, clears) one property. No mask means
+        "every property present in the request". The type is immutable (AIP-203): a
+        non-empty ``type_name`` must be the node's type.
         """
+        if type_name and type_name != self.type:
+            raise ValidationFailed.of("node.type", f"the type is immutable: {self.name} is a {self.type!r}, "
+                                      f"the request carried {type_name!r}", reason=Reason.INVALID_ARGUMENT)
         check_expected_version(self.name, self.version, expected_version)
         new_props = dict(self.properties)
         if not update_mask:

@@ -22,7 +22,7 @@ from domain.ports import LoggedEvent
 from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
 from domain.values import PropertyKind, PropertyValue
 from edgewise.graph.v1 import resources_pb2 as pb
-from infrastructure.grpc.names import node_name, schema_name
+from infrastructure.grpc.names import graph_name, node_name, schema_name
 
 _KIND_TO_PROTO = {
     PropertyKind.STRING: pb.PROPERTY_KIND_STRING,
@@ -218,7 +218,7 @@ def event_to_proto(logged: LoggedEvent) -> pb.Event:
     payload = struct_pb2.Struct()
     body = event_to_dict(event)
     payload.update(json.loads(json.dumps(body, default=str)))
-    msg = pb.Event(position=logged.position, event_id=event.event_id, type=event.type, graph=event.graph,
+    msg = pb.Event(position=logged.position, event_id=event.event_id, type=event.type, graph=graph_name(event.graph),
                    aggregate_id=event.aggregate_id, aggregate_version=event.aggregate_version,
                    request_id=event.request_id, payload=payload)
     msg.occurred_at.CopyFrom(timestamp_to_proto(event.occurred_at))

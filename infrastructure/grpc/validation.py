@@ -25,7 +25,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_BATCH_OPERATIONS = 100
 MAX_BATCH_GET_NAMES = 1000
-MAX_TRAVERSAL_STEPS = 32
+MAX_TRAVERSAL_STEPS = 10  # as query_service.app.queries.traverse.MAX_STEPS
 MAX_FILTER_LENGTH = 4096
 
 # Enum numbers from resources.proto (kept here so this module needs no generated code).
@@ -342,7 +342,8 @@ class EnumIn:
 
 @dataclass(frozen=True)
 class FieldMaskPaths:
-    """update_mask paths are ``properties`` or ``properties.<property name>``."""
+    """update_mask paths are ``properties``, ``properties.<property name>`` or ``*``
+    (AIP-134: full replacement, which here means ``properties``)."""
 
     path: str
 
@@ -351,11 +352,13 @@ class FieldMaskPaths:
         if mask is _ABSENT:
             return
         for i, p in enumerate(mask.paths):
+            if p == "*":
+                continue
             head, _, key = p.partition(".")
             if head != "properties" or (key and not names.is_property_name(key)) or (
                     "." in p and not key):
                 yield Violation(f"{_join(prefix, self.path)}.paths[{i}]",
-                                f"must be 'properties' or 'properties.<name>', got {p!r}")
+                                f"must be 'properties', 'properties.<name>' or '*', got {p!r}")
 
 
 @dataclass(frozen=True)
@@ -461,7 +464,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         FieldMaskPaths("update_mask"), RequestId()),
     method_name(_C, "DeleteNode"): (NodeName("name"), RequestId()),
     method_name(_C, "AddEdge"): (GraphName("parent"), *_edge("parent"), RequestId()),
-    method_name(_C, "RemoveEdge"): (GraphName("graph"), *_edge_key("graph"), RequestId()),
+    method_name(_C, "RemoveEdge"): (GraphName("parent"), *_edge_key("parent"), RequestId()),
     method_name(_C, "BatchWrite"): (
         GraphName("parent"), Required("operations"),
         MaxItems("operations", MAX_BATCH_OPERATIONS, Reason.BATCH_TOO_LARGE),
@@ -477,9 +480,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
     method_name(_Q, "GetSchema"): (GraphName("graph"),),
     method_name(_Q, "GetNode"): (NodeName("name"),),
     method_name(_Q, "BatchGetNodes"): (
-        GraphName("parent"), Required("names"), MaxItems("names", MAX_BATCH_GET_NAMES),
+        GraphName("parent"), Required("names"),
+        MaxItems("names", MAX_BATCH_GET_NAMES, Reason.BATCH_TOO_LARGE),
         EachNodeName("names", same_graph_as="parent")),
-    method_name(_Q, "GetEdge"): (GraphName("graph"), *_edge_key("graph")),
+    method_name(_Q, "GetEdge"): (GraphName("parent"), *_edge_key("parent")),
     method_name(_Q, "CountEdges"): (
         NodeName("name"), TypeName("edge_type"), EnumIn("direction", _DIRECTIONS_OUT_IN)),
     method_name(_Q, "ListEdges"): (

@@ -56,5 +56,5 @@ def test_opposite_acyclic_edges_never_form_a_cycle(graph):
         wins, reasons = race([lambda: graph.add_edge("a", "manages", "b"), lambda: graph.add_edge("b", "manages", "a")])
         assert len(wins) == 1 and reasons == ["CYCLE_DETECTED"]
         won = wins[0].edge
-        graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(graph=graph.parent, source=won.source, type=won.type,
+        graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(parent=graph.parent, source=won.source, type=won.type,
                                                         target=won.target))

@@ -427,7 +427,7 @@ class Gen:
 
     def remove_edge(self):
         e = self.edge()
-        return cmd.RemoveEdgeRequest(graph=self.graph_name(), source=e.source, type=e.type, target=e.target,
+        return cmd.RemoveEdgeRequest(parent=self.graph_name(), source=e.source, type=e.type, target=e.target,
                                      request_id=self.request_id())
 
     def batch_operation(self) -> cmd.BatchWriteOperation:
@@ -481,7 +481,7 @@ class Gen:
 
     def get_edge(self):
         e = self.edge()
-        return self.with_consistency(q.GetEdgeRequest(graph=self.graph_name(), source=e.source, type=e.type,
+        return self.with_consistency(q.GetEdgeRequest(parent=self.graph_name(), source=e.source, type=e.type,
                                                       target=e.target))
 
     def count_edges(self):

@@ -66,7 +66,7 @@ def test_symmetric_edges_exist_both_ways(graph):
     graph.add_edge("a", "friend", "b")
     assert count(graph, "a", "friend") == 1 and count(graph, "b", "friend") == 1
     graph.token = graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(
-        graph=graph.parent, source=graph.name("b"), type="friend", target=graph.name("a"),
+        parent=graph.parent, source=graph.name("b"), type="friend", target=graph.name("a"),
         request_id=str(uuid.uuid4()))).consistency_token
     assert count(graph, "a", "friend") == 0 and count(graph, "b", "friend") == 0
 
@@ -97,7 +97,7 @@ def test_restrict_and_cascade_delete(graph):
     expect(lambda: graph.commands.DeleteNode(cmd.DeleteNodeRequest(name=graph.name("g"), request_id=str(uuid.uuid4()))),
            grpc.StatusCode.FAILED_PRECONDITION, "RESTRICT_VIOLATED")
     graph.token = graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(
-        graph=graph.parent, source=graph.name("a"), type="member_of", target=graph.name("g"),
+        parent=graph.parent, source=graph.name("a"), type="member_of", target=graph.name("g"),
         request_id=str(uuid.uuid4()))).consistency_token
     resp = graph.commands.DeleteNode(cmd.DeleteNodeRequest(name=graph.name("a"), request_id=str(uuid.uuid4())))
     assert resp.removed_edges == 1 and not resp.cascade_pending

@@ -54,7 +54,7 @@ def test_edges_lists_counts_and_paging(graph):
     for t in ("b", "c", "d"):
         graph.add_edge("a", "follows", t)
     c = graph.consistency()
-    edge = graph.queries.GetEdge(q.GetEdgeRequest(graph=graph.parent, source=graph.name("a"), type="follows",
+    edge = graph.queries.GetEdge(q.GetEdgeRequest(parent=graph.parent, source=graph.name("a"), type="follows",
                                                   target=graph.name("b"), consistency=c)).edge
     assert edge.source == graph.name("a") and edge.target == graph.name("b")
     count = graph.queries.CountEdges(q.CountEdgesRequest(name=graph.name("a"), edge_type="follows",
@@ -80,7 +80,7 @@ def test_edges_lists_counts_and_paging(graph):
     incoming = graph.queries.ListEdges(q.ListEdgesRequest(name=graph.name("c"), direction=pb.DIRECTION_IN))
     assert [e.source for e in incoming.edges] == [graph.name("a")]
 
-    removed = graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(graph=graph.parent, source=graph.name("a"),
+    removed = graph.commands.RemoveEdge(cmd.RemoveEdgeRequest(parent=graph.parent, source=graph.name("a"),
                                                               type="follows", target=graph.name("b"),
                                                               request_id=str(uuid.uuid4())))
     graph.token = removed.consistency_token
@@ -163,6 +163,6 @@ def test_watch_events_streams_the_log(graph):
             break
     stream.cancel()
     assert seen[0].type == "SchemaApplied"
-    assert all(e.graph == graph.graph for e in seen)
+    assert all(e.graph == graph.parent for e in seen)
     assert [e.position for e in seen] == sorted(e.position for e in seen)
     assert seen[-1].aggregate_id == "w1" and seen[-1].request_id

@@ -24,6 +24,9 @@ from command_service.app.ports import WriteUnitOfWork
 BatchOperation = Union[CreateNode, UpdateNode, DeleteNode, AddEdge, RemoveEdge]
 BatchOperationResult = Union[CreateNodeResult, UpdateNodeResult, DeleteNodeResult, AddEdgeResult, RemoveEdgeResult]
 BATCH_OPERATION_TYPES = (CreateNode, UpdateNode, DeleteNode, AddEdge, RemoveEdge)
+# The BatchWriteOperation oneof field each operation arrives in (for error field paths).
+_OPERATION_FIELD = {CreateNode: "create_node", UpdateNode: "update_node", DeleteNode: "delete_node",
+                    AddEdge: "add_edge", RemoveEdge: "remove_edge"}
 
 
 @dataclass(frozen=True)
@@ -79,5 +82,9 @@ class BatchWriteHandler:
                 results.append(await self._handlers[type(op)].execute(uow, op, causation, budget=budget))
             except DomainError as exc:
                 exc.metadata.setdefault("operation_index", str(i))
+                if isinstance(exc, ValidationFailed):
+                    # name the field as the caller sent it: inside operations[i]
+                    prefix = f"operations[{i}].{_OPERATION_FIELD[type(op)]}."
+                    exc.violations = tuple(FieldViolation(prefix + v.field, v.description) for v in exc.violations)
                 raise
         return BatchWriteResult(results=tuple(results))

@@ -20,6 +20,7 @@ class UpdateNode:
     properties: Mapping[str, PropertyValue] = field(default_factory=dict)
     update_mask: tuple[str, ...] = ()  # empty: every property present in `properties`
     etag: str = ""  # empty: no optimistic lock
+    type: str = ""  # empty, or the node's (immutable) type
     request_id: str = ""
     meta: CommandMeta = CommandMeta()
 
@@ -41,7 +42,7 @@ class UpdateNodeHandler:
         node = await require_node(uow, command.graph, command.node_id)
         before = node.unique_values(schema)
         node.update(properties=dict(command.properties), update_mask=list(command.update_mask) or None,
-                    expected_version=expected, schema=schema, causation=causation)
+                    expected_version=expected, schema=schema, causation=causation, type_name=command.type)
         after = node.unique_values(schema)
         for prop in sorted(set(before) | set(after)):
             old, new = before.get(prop), after.get(prop)

@@ -50,7 +50,7 @@ def _update(node: Any, mask: Any, prefix: str, graph: str | None = None, **kw: A
         node_id = parse_node_name_in(graph, node.name, field=f"{prefix}.name")
     return UpdateNode(graph=graph, node_id=node_id,
                       properties=properties_from_proto(node.properties, f"{prefix}.properties"),
-                      update_mask=tuple(mask.paths), etag=node.etag, **kw)
+                      update_mask=tuple(mask.paths), etag=node.etag, type=node.type, **kw)
 
 
 def _add_edge(graph: str, edge: Any, prefix: str, **kw: Any) -> AddEdge:
@@ -130,7 +130,7 @@ class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
         return cpb.AddEdgeResponse(edge=edge_to_proto(result.edge), consistency_token=result.consistency_token)
 
     async def RemoveEdge(self, request: cpb.RemoveEdgeRequest, context: Any) -> cpb.RemoveEdgeResponse:
-        graph = parse_graph_name(request.graph, field="graph")
+        graph = parse_graph_name(request.parent, field="parent")
         result = await self._dispatch(_remove_edge(graph, request, "", request_id=request.request_id, meta=_meta()))
         return cpb.RemoveEdgeResponse(consistency_token=result.consistency_token)
 

@@ -70,7 +70,7 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
         return qpb.BatchGetNodesResponse(nodes=[node_to_proto(v) for v in views])
 
     async def GetEdge(self, request, context):
-        graph = parse_graph_name(request.graph, field="graph")
+        graph = parse_graph_name(request.parent, field="parent")
         source = parse_node_name_in(graph, request.source, field="source")
         target = parse_node_name_in(graph, request.target, field="target")
         edge = await self._q.get_edge(GetEdge(graph, source, request.type, target, _consistency(request)))

@@ -86,3 +86,13 @@ async def test_a_batch_is_idempotent_as_a_whole(graph_app, store):
     head = await store.head()
     again = await graph_app.dispatch(BatchWrite(graph=GRAPH, operations=ops, request_id=RID))
     assert again == first and await store.head() == head
+
+
+async def test_a_bad_operation_names_its_field_inside_the_batch(graph_app, store):
+    head = await store.head()
+    with pytest.raises(ValidationFailed) as err:
+        await graph_app.dispatch(BatchWrite(graph=GRAPH, operations=(
+            user("a"), UpdateNode(graph=GRAPH, node_id="a", properties={"age": "old"}))))
+    assert err.value.metadata["operation_index"] == "1"
+    assert [v.field for v in err.value.violations] == ["operations[1].update_node.node.properties['age']"]
+    assert store.state.nodes == {} and await store.head() == head

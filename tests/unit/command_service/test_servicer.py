@@ -60,7 +60,7 @@ async def test_node_and_edge_rpcs_map_to_commands(servicer, store):
         parent=NAME, edge=pb.Edge(source=node_name("a"), type="friend", target=node_name("b"))), None)
     assert added.edge.source == node_name("a") and added.edge.HasField("create_time")
     removed = await servicer.RemoveEdge(cpb.RemoveEdgeRequest(
-        graph=NAME, source=node_name("a"), type="friend", target=node_name("b")), None)
+        parent=NAME, source=node_name("a"), type="friend", target=node_name("b")), None)
     assert removed.consistency_token
     deleted = await servicer.DeleteNode(cpb.DeleteNodeRequest(name=node_name("a"), etag='"2"'), None)
     assert deleted.removed_edges == 0 and not deleted.cascade_pending
@@ -83,6 +83,18 @@ async def test_batch_write_maps_every_operation_kind(servicer):
     response = await servicer.BatchWrite(cpb.BatchWriteRequest(parent=NAME, operations=ops), None)
     assert [r.WhichOneof("result") for r in response.results] == ["node", "node", "node", "edge", "empty", "empty"]
     assert response.consistency_token
+
+
+async def test_update_node_refuses_a_changed_type(servicer):
+    await servicer.CreateNode(cpb.CreateNodeRequest(parent=NAME, node_id="a",
+                                                    node=pb.Node(type="User", properties=props(name="A"))), None)
+    same = await servicer.UpdateNode(cpb.UpdateNodeRequest(
+        node=pb.Node(name=node_name("a"), type="User", properties=props(age=4))), None)
+    assert same.node.type == "User" and same.node.etag == '"2"'
+    with pytest.raises(ValidationFailed) as err:
+        await servicer.UpdateNode(cpb.UpdateNodeRequest(
+            node=pb.Node(name=node_name("a"), type="Group", properties=props(age=5))), None)
+    assert err.value.violations[0].field == "node.type"
 
 
 async def test_names_in_another_graph_are_refused(servicer):

@@ -63,6 +63,26 @@ def test_update_without_mask_merges(schema, causation):
     assert node.properties == {"name": "Ada", "age": 3, "score": 2.5}
 
 
+def test_update_star_mask_replaces_the_map(schema, causation):
+    node = make(schema, causation, age=3)
+    node.update(properties={"name": "Grace"}, update_mask=["*"], expected_version=None, schema=schema,
+                causation=causation)
+    assert node.properties == {"name": "Grace"}
+
+
+def test_update_accepts_the_type_only_unchanged(schema, causation):
+    node = make(schema, causation)
+    node.update(properties={"age": 5}, update_mask=None, expected_version=None, schema=schema, causation=causation,
+                type_name="User")
+    assert node.version == 2
+    with pytest.raises(ValidationFailed) as err:
+        node.update(properties={"age": 6}, update_mask=None, expected_version=None, schema=schema,
+                    causation=causation, type_name="Group")
+    assert err.value.reason == Reason.INVALID_ARGUMENT
+    assert [v.field for v in err.value.violations] == ["node.type"]
+    assert node.version == 2 and node.properties["age"] == 5 and node.type == "User"
+
+
 def test_update_cannot_drop_required(schema, causation):
     node = make(schema, causation)
     with pytest.raises(ValidationFailed):

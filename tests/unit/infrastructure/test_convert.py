@@ -26,6 +26,17 @@ class View:
     edge_counts: dict = field(default_factory=lambda: {("follows", Direction.OUT): 2})
 
 
+def test_events_name_their_graph_by_resource_name():
+    from domain.events import NodeCreated
+    from domain.ports import LoggedEvent
+
+    event = NodeCreated(event_id="e1", graph="g1", aggregate_id="u1", aggregate_version=1, occurred_at=T,
+                        request_id="r1", trace_context="", node_type="User", properties={"name": "Ada"})
+    msg = convert.event_to_proto(LoggedEvent(position=7, event=event))
+    assert (msg.graph, msg.aggregate_id, msg.position, msg.type) == ("graphs/g1", "u1", 7, "NodeCreated")
+    assert msg.payload["node_type"] == "User"
+
+
 def test_node_round_trip_keeps_kinds():
     msg = convert.node_to_proto(View())
     assert msg.name == "graphs/g1/nodes/u1" and msg.etag == '"3"'

@@ -55,10 +55,12 @@ VALID = [
     (cmd("UpdateNode"), c.UpdateNodeRequest(
         node=r.Node(name=N + "a", etag="e"),
         update_mask=field_mask_pb2.FieldMask(paths=["properties.age", "properties"]))),
+    (cmd("UpdateNode"), c.UpdateNodeRequest(  # AIP-134: `*` is a full replacement
+        node=r.Node(name=N + "a"), update_mask=field_mask_pb2.FieldMask(paths=["*"]))),
     (cmd("DeleteNode"), c.DeleteNodeRequest(name=N + "a")),
     (cmd("AddEdge"), c.AddEdgeRequest(parent="graphs/g", edge=r.Edge(
         source=N + "a", type="follows", target=N + "b"))),
-    (cmd("RemoveEdge"), c.RemoveEdgeRequest(graph="graphs/g", source=N + "a", type="follows",
+    (cmd("RemoveEdge"), c.RemoveEdgeRequest(parent="graphs/g", source=N + "a", type="follows",
                                             target=N + "b")),
     (cmd("BatchWrite"), c.BatchWriteRequest(parent="graphs/g", operations=[
         c.BatchWriteOperation(create_node=c.CreateNodeOperation(node=r.Node(type="P"))),
@@ -70,7 +72,7 @@ VALID = [
     (qry("GetNode"), q.GetNodeRequest(name=N + "a", consistency=r.ReadConsistency(
         fully_consistent=True))),
     (qry("BatchGetNodes"), q.BatchGetNodesRequest(parent="graphs/g", names=[N + "a", N + "b"])),
-    (qry("GetEdge"), q.GetEdgeRequest(graph="graphs/g", source=N + "a", type="t",
+    (qry("GetEdge"), q.GetEdgeRequest(parent="graphs/g", source=N + "a", type="t",
                                       target=N + "b")),
     (qry("CountEdges"), q.CountEdgesRequest(name=N + "a", edge_type="t",
                                             direction=r.DIRECTION_IN)),
@@ -111,7 +113,7 @@ INVALID = [
     (cmd("DeleteNode"), c.DeleteNodeRequest(), ["name"]),
     (cmd("AddEdge"), c.AddEdgeRequest(parent="graphs/g", edge=r.Edge(
         source="graphs/other/nodes/a", type="t", target=N + "b")), ["edge.source"]),
-    (cmd("RemoveEdge"), c.RemoveEdgeRequest(graph="graphs/g"), ["source", "type", "target"]),
+    (cmd("RemoveEdge"), c.RemoveEdgeRequest(parent="graphs/g"), ["source", "type", "target"]),
     (cmd("BatchWrite"), c.BatchWriteRequest(parent="graphs/g", operations=[
         c.BatchWriteOperation(),
         c.BatchWriteOperation(add_edge=c.AddEdgeOperation(edge=r.Edge(
@@ -125,7 +127,7 @@ INVALID = [
     (qry("GetNode"), q.GetNodeRequest(name="nodes/a"), ["name"]),
     (qry("BatchGetNodes"), q.BatchGetNodesRequest(parent="graphs/g", names=[
         N + "a", "graphs/h/nodes/b", "x"]), ["names[1]", "names[2]"]),
-    (qry("GetEdge"), q.GetEdgeRequest(graph="graphs/g", source=N + "a", type="t"), ["target"]),
+    (qry("GetEdge"), q.GetEdgeRequest(parent="graphs/g", source=N + "a", type="t"), ["target"]),
     (qry("CountEdges"), q.CountEdgesRequest(name=N + "a", edge_type="t",
                                             direction=r.DIRECTION_BOTH), ["direction"]),
     (qry("ListEdges"), q.ListEdgesRequest(name=N + "a", page_size=-1),
@@ -170,9 +172,18 @@ def test_batches_are_capped():
     assert info.value.reason == "BATCH_TOO_LARGE"
     validate(qry("BatchGetNodes"), q.BatchGetNodesRequest(parent="graphs/g",
                                                           names=[N + "a"] * 1000))
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as info:
         validate(qry("BatchGetNodes"), q.BatchGetNodesRequest(parent="graphs/g",
                                                               names=[N + "a"] * 1001))
+    assert info.value.reason == "BATCH_TOO_LARGE"  # as the handler behind it says
+
+
+def test_traversal_steps_are_capped_as_the_handler_caps_them():
+    from query_service.app.queries.traverse import MAX_STEPS
+
+    step = q.TraversalStep(edge_type="t", direction=r.DIRECTION_OUT)
+    validate(qry("Traverse"), q.TraverseRequest(start=N + "a", steps=[step] * MAX_STEPS))
+    assert fields(qry("Traverse"), q.TraverseRequest(start=N + "a", steps=[step] * (MAX_STEPS + 1))) == ["steps"]
 
 
 def test_unknown_methods_are_not_validated():
