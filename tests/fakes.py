@@ -27,7 +27,7 @@ from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEven
 from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import EdgeKey, PropertyValue, encode_value
-from infrastructure.persistence.tracking import AggregateTracker
+from infrastructure.persistence.tracking import AggregateTracker, NodeIdentityMap
 
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -141,22 +141,14 @@ class _SchemaRepo:
 class _NodeRepo:
     def __init__(self, uow: "InMemoryUnitOfWork") -> None:
         self._uow = uow
-        self._identity: dict[tuple[str, str], Node] = {}
-        self._stored_version: dict[tuple[str, str], int] = {}
-
-    def _remember(self, node: Node) -> Node:
-        key = (node.graph, node.id)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
-        return node
+        self._identity = NodeIdentityMap(uow)
 
     async def get(self, graph: str, node_id: str) -> Node | None:
-        key = (graph, node_id)
-        if key in self._identity:
-            return self._identity[key]
-        stored = self._uow.state.nodes.get(key)
-        return self._remember(_copy_node(stored)) if stored is not None else None
+        known = self._identity.get(graph, node_id)
+        if known is not None:
+            return known
+        stored = self._uow.state.nodes.get((graph, node_id))
+        return self._identity.remember(_copy_node(stored)) if stored is not None else None
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
         out = {}
@@ -171,19 +163,19 @@ class _NodeRepo:
         if key in self._uow.state.nodes:
             raise node_already_exists(node.ref)
         self._uow.state.nodes[key] = _copy_node(node)
-        self._remember(node)
+        self._identity.remember(node)
 
     async def save(self, node: Node) -> None:
         key = (node.graph, node.id)
         stored = self._uow.state.nodes.get(key)
-        expected = self._stored_version.get(key, node.version - 1)
+        expected = self._identity.stored_version(node)
         if stored is None:
             raise node_not_found(node.ref)
         if stored.version != expected:
             raise VersionConflict(f"{node.name} changed concurrently", reason=Reason.VERSION_CONFLICT,
                                   metadata={"resource": node.name})
         self._uow.state.nodes[key] = _copy_node(node)
-        self._remember(node)
+        self._identity.remember(node)
 
     async def count_of_type(self, graph: str, node_type: str) -> int:
         return sum(1 for (g, _), n in self._uow.state.nodes.items() if g == graph and n.type == node_type

@@ -39,3 +39,28 @@ class AggregateTracker:
         if events:
             self._pending.extend(events)
             events.clear()
+
+
+class NodeIdentityMap:
+    """One object per node within a unit of work, and the version each node is
+    stored at: the condition a repository's next ``save`` of that node checks."""
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker  # anything with ``track(aggregate)``: the unit of work
+        self._nodes: dict[tuple[str, str], Any] = {}
+        self._stored_version: dict[tuple[str, str], int] = {}
+
+    def get(self, graph: str, node_id: str) -> Any | None:
+        return self._nodes.get((graph, node_id))
+
+    def remember(self, node: Any) -> Any:
+        """``node`` is now stored at its current version."""
+        key = (node.graph, node.id)
+        self._nodes[key] = node
+        self._stored_version[key] = node.version
+        self._tracker.track(node)
+        return node
+
+    def stored_version(self, node: Any) -> int:
+        """The version the store holds for ``node`` (one below, if never loaded here)."""
+        return self._stored_version.get((node.graph, node.id), node.version - 1)

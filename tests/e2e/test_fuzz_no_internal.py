@@ -25,6 +25,7 @@ from edgewise.graph.v1 import command_service_pb2 as cmd
 from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import resources_pb2 as pb
 from infrastructure.tokens import TokenSigner
+from tests.e2e.conftest import sample_schema
 from tests.e2e.stack import SECRET, rich_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -41,35 +42,20 @@ MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799
 
 
 def fuzz_schema() -> pb.Schema:
-    return pb.Schema(
-        node_types=[
-            pb.NodeType(name="User", properties=[
-                P(name="name", kind=pb.PROPERTY_KIND_STRING, required=True),
-                P(name="email", kind=pb.PROPERTY_KIND_STRING, unique=True),
-                P(name="age", kind=pb.PROPERTY_KIND_INT, indexed=True),
-                P(name="score", kind=pb.PROPERTY_KIND_DOUBLE, indexed=True),
-                P(name="born", kind=pb.PROPERTY_KIND_TIMESTAMP, indexed=True),
-                P(name="active", kind=pb.PROPERTY_KIND_BOOL),
-                P(name="code", kind=pb.PROPERTY_KIND_INT, unique=True),
-            ], projected=["name"]),
-            pb.NodeType(name="Group", properties=[P(name="title", kind=pb.PROPERTY_KIND_STRING)]),
-        ],
-        edge_types=[
-            pb.EdgeType(name="follows", source_type="User", target_type="User", on_delete=pb.ON_DELETE_CASCADE,
-                        properties=[P(name="weight", kind=pb.PROPERTY_KIND_DOUBLE),
-                                    P(name="since", kind=pb.PROPERTY_KIND_TIMESTAMP)]),
-            pb.EdgeType(name="member_of", source_type="User", target_type="Group",
-                        cardinality=pb.CARDINALITY_MANY_TO_ONE, on_delete=pb.ON_DELETE_RESTRICT),
-            pb.EdgeType(name="owns", source_type="User", target_type="Group",
-                        cardinality=pb.CARDINALITY_ONE_TO_MANY, on_delete=pb.ON_DELETE_CASCADE),
-            pb.EdgeType(name="manages", source_type="User", target_type="User", acyclic=True,
-                        on_delete=pb.ON_DELETE_CASCADE),
-            pb.EdgeType(name="friend", source_type="User", target_type="User", symmetric=True,
-                        on_delete=pb.ON_DELETE_CASCADE),
-            pb.EdgeType(name="partner", source_type="User", target_type="User", symmetric=True,
-                        cardinality=pb.CARDINALITY_ONE_TO_ONE, on_delete=pb.ON_DELETE_CASCADE),
-        ],
-    )
+    """The e2e sample schema, widened so every property kind and edge flavour is in play."""
+    schema = sample_schema()
+    user = schema.node_types[0]
+    for p in user.properties:
+        if p.name == "score":
+            p.indexed = True
+    user.properties.extend([P(name="born", kind=pb.PROPERTY_KIND_TIMESTAMP, indexed=True),
+                            P(name="active", kind=pb.PROPERTY_KIND_BOOL),
+                            P(name="code", kind=pb.PROPERTY_KIND_INT, unique=True)])
+    schema.edge_types[0].properties.extend([P(name="weight", kind=pb.PROPERTY_KIND_DOUBLE),
+                                            P(name="since", kind=pb.PROPERTY_KIND_TIMESTAMP)])
+    schema.edge_types.append(pb.EdgeType(name="partner", source_type="User", target_type="User", symmetric=True,
+                                         cardinality=pb.CARDINALITY_ONE_TO_ONE, on_delete=pb.ON_DELETE_CASCADE))
+    return schema
 
 
 # --- the store, read straight from the file ----------------------------------------

@@ -28,6 +28,8 @@ from domain.values import (
     properties_json,
 )
 
+from infrastructure.persistence.tracking import NodeIdentityMap
+
 if TYPE_CHECKING:
     from infrastructure.persistence.sqlite.write_store import SqliteUnitOfWork
 
@@ -103,30 +105,23 @@ class SqliteNodeRepository:
 
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
         self._uow = uow
-        self._identity: dict[tuple[str, str], Node] = {}
-        self._stored_version: dict[tuple[str, str], int] = {}
-
-    def _remember(self, node: Node) -> Node:
-        """``node`` is now stored at its version: the condition of its next ``save``."""
-        key = (node.graph, node.id)
-        self._identity[key] = node
-        self._stored_version[key] = node.version
-        self._uow.track(node)
-        return node
+        self._identity = NodeIdentityMap(uow)
 
     async def get(self, graph: str, node_id: str) -> Node | None:
-        if (graph, node_id) in self._identity:
-            return self._identity[(graph, node_id)]
+        known = self._identity.get(graph, node_id)
+        if known is not None:
+            return known
         row = await self._uow.run(lambda c: c.execute(
             f"SELECT {_NODE_COLUMNS} FROM nodes WHERE graph = ? AND id = ?", (graph, node_id)).fetchone())
-        return self._remember(_row_to_node(row)) if row else None
+        return self._identity.remember(_row_to_node(row)) if row else None
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
         out: dict[str, Node] = {}
         missing = []
         for node_id in dict.fromkeys(node_ids):
-            if (graph, node_id) in self._identity:
-                out[node_id] = self._identity[(graph, node_id)]
+            known = self._identity.get(graph, node_id)
+            if known is not None:
+                out[node_id] = known
             else:
                 missing.append(node_id)
         if missing:
@@ -135,7 +130,7 @@ class SqliteNodeRepository:
                 f"SELECT {_NODE_COLUMNS} FROM nodes WHERE graph = ? AND id IN ({marks})",
                 (graph, *missing)).fetchall())
             for row in rows:
-                node = self._remember(_row_to_node(row))
+                node = self._identity.remember(_row_to_node(row))
                 out[node.id] = node
         return out
 
@@ -150,11 +145,10 @@ class SqliteNodeRepository:
                 raise node_already_exists(node.ref) from None
 
         await self._uow.run(_add)
-        self._remember(node)
+        self._identity.remember(node)
 
     async def save(self, node: Node) -> None:
-        key = (node.graph, node.id)
-        expected = self._stored_version.get(key, node.version - 1)
+        expected = self._identity.stored_version(node)
         params = (properties_json(node.properties), node.version, epoch_micros(node.update_time), int(node.deleted),
                   node.graph, node.id, expected)
 
@@ -171,7 +165,7 @@ class SqliteNodeRepository:
                     metadata={"resource": node.name, "current_etag": f'"{row[0]}"', "request_etag": f'"{expected}"'})
 
         await self._uow.run(_save)
-        self._remember(node)
+        self._identity.remember(node)
 
     async def count_of_type(self, graph: str, node_type: str) -> int:
         row = await self._uow.run(lambda c: c.execute(
