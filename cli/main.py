@@ -1,0 +1,113 @@
+"""The Edgewise operator CLI: ``python -m cli <command>`` from the repository root.
+
+Every command prints one JSON object on stdout. Exit status: 0 success; 1 a failed
+check or operation (with a message on stderr); 2 a usage error or a refusal (a
+missing ``--db``, ``rebuild-read-model`` without ``--yes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from infrastructure.config import DEFAULT_COMMAND_ADDR, DEFAULT_QUERY_ADDR
+
+from cli.sqlite_files import CliError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_HEALTH_TIMEOUT = 2.0
+
+REBUILD_HELP = """\
+Empty every rm_* table and reset the 'read_model' projector checkpoint to 0 in one
+transaction; the next query-service start re-projects the whole event log.
+STOP THE QUERY SERVICE FIRST: a running query service keeps its projected position
+in memory and would serve reads from the emptied tables. The command service may
+keep running. Requires --yes."""
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cli", description="Edgewise operator CLI. Every command prints one JSON object.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    db_help = "the SQLite data file (default: $EDGEWISE_DB_PATH)"
+
+    status = sub.add_parser("status", help="event log head, projection lag, background work, per-graph counts",
+                            description="Read-only summary of the data file: event-log head, 'read_model' "
+                                        "checkpoint and lag, pending cascade jobs, idempotency records, and per "
+                                        "graph the schema version, live nodes and edges (write model, and the "
+                                        "read model under 'read_model'). Safe while the services run.")
+    status.add_argument("--db", default=os.environ.get("EDGEWISE_DB_PATH", ""), help=db_help)
+
+    health = sub.add_parser("health", help="gRPC health of both services",
+                            description="grpc.health.v1 Check for '' and the service name on each address; "
+                                        "exit 1 unless every check answers SERVING.")
+    health.add_argument("--command-addr",
+                        default=os.environ.get("EDGEWISE_COMMAND_ADDR") or DEFAULT_COMMAND_ADDR,
+                        help="command service host:port (default: $EDGEWISE_COMMAND_ADDR or %(default)s)")
+    health.add_argument("--query-addr", default=os.environ.get("EDGEWISE_QUERY_ADDR") or DEFAULT_QUERY_ADDR,
+                        help="query service host:port (default: $EDGEWISE_QUERY_ADDR or %(default)s)")
+    health.add_argument("--only", choices=("command", "query"), help="check one service only")
+    health.add_argument("--timeout", type=_positive, default=DEFAULT_HEALTH_TIMEOUT,
+                        help="seconds per check (default: %(default)s)")
+
+    rebuild = sub.add_parser("rebuild-read-model", help="reset the read model (query service stopped!)",
+                             description=REBUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rebuild.add_argument("--db", default=os.environ.get("EDGEWISE_DB_PATH", ""), help=db_help)
+    rebuild.add_argument("--yes", action="store_true",
+                         help="confirm that the query service is stopped and the read model may be emptied")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "status":
+        from cli.status import status
+        return status(args.db)
+    if args.command == "health":
+        from cli.health import health
+        addresses = {"command": args.command_addr, "query": args.query_addr}
+        if args.only:
+            addresses = {args.only: addresses[args.only]}
+        result = health(addresses, args.timeout)
+        if not result["ok"]:
+            failing = [f"{c['target']} {c['address']} service {c['service'] or repr('')}: {c['status']}"
+                       + (f" ({c['error']})" if "error" in c else "") for c in result["checks"]
+                       if c["status"] != "SERVING"]
+            raise CliError("not healthy:\n  " + "\n  ".join(failing), result=result)
+        return result
+    if args.command == "rebuild-read-model":
+        if not args.yes:
+            raise CliError("refusing to rebuild the read model without --yes. Stop the query service first "
+                           "(a running one would serve reads from the emptied tables), then run again with "
+                           "--yes; it re-projects the whole event log when it starts.", exit_code=EXIT_USAGE)
+        from cli.rebuild import rebuild_read_model
+        return rebuild_read_model(args.db)
+    raise CliError(f"unknown command {args.command!r}", exit_code=EXIT_USAGE)
+
+
+def _emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): argparse already printed it
+        return int(exc.code or 0)
+    try:
+        result = _run(args)
+    except CliError as exc:
+        _emit(exc.result if exc.result is not None else {"ok": False, "error": str(exc)})
+        print(f"edgewise {args.command}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    _emit(result)
+    return EXIT_OK
