@@ -315,8 +315,9 @@ class _CascadeQueue:
 class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryWriteStore) -> None:
         self._store = store
-        self.state: _State = _State()
+        self._state: _State = _State()
         self._active = False
+        self._used = False
         self._committed = False
         self._aggregates = AggregateTracker()
         self._staged_log: list[LoggedEvent] = []
@@ -326,12 +327,22 @@ class InMemoryUnitOfWork:
         self.idempotency = _IdempotencyRepo(self)
         self.cascades = _CascadeQueue(self)
 
+    @property
+    def state(self) -> _State:
+        """The unit of work's private copy; like the SQLite transaction, only inside ``async with``."""
+        if not self._active:
+            raise Internal("the unit of work is not open (use `async with uow:`)")
+        return self._state
+
     def track(self, aggregate: Any) -> None:
         self._aggregates.track(aggregate)
 
     async def __aenter__(self) -> "InMemoryUnitOfWork":
+        if self._used:
+            raise Internal("a unit of work is used once")
+        self._used = True
         await self._store.lock.acquire()
-        self.state = copy.deepcopy(self._store.state)
+        self._state = copy.deepcopy(self._store.state)
         self._active = True
         return self
 
@@ -345,6 +356,8 @@ class InMemoryUnitOfWork:
             self._store.lock.release()
 
     async def flush(self) -> CommitResult:
+        if not self._active:
+            raise Internal("the unit of work is not open (use `async with uow:`)")
         base = len(self._store.log)
         known = {e.event.event_id for e in itertools.chain(self._store.log, self._staged_log)}
         for event in self._aggregates.take_events():
@@ -356,7 +369,7 @@ class InMemoryUnitOfWork:
 
     async def commit(self) -> CommitResult:
         result = await self.flush()
-        self._store.state = self.state
+        self._store.state = self._state
         self._store.log.extend(self._staged_log)
         self._committed = True
         return result
@@ -364,4 +377,4 @@ class InMemoryUnitOfWork:
     async def rollback(self) -> None:
         self._aggregates.discard()
         self._staged_log.clear()
-        self.state = _State()
+        self._state = _State()

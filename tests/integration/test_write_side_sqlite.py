@@ -14,7 +14,7 @@ from domain.errors import Reason, RuleViolated
 from domain.node import Node
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
 from tests.command_samples import GRAPH, apply_sample_schema, edge, group, user
-from tests.contract.write_store_suite import causation
+from tests.contract.suites.write_fixtures import causation
 
 pytestmark = pytest.mark.integration
 

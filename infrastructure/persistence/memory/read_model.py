@@ -1,6 +1,6 @@
 """An in-memory read model: the same ports as the SQLite one, for fast unit tests.
 
-Passes the same contract suite (tests/contract/test_read_model_contract.py). Each
+Passes the same contract suites (tests/contract/suites/read_model.py, projection_store.py). Each
 public read counts one round trip, as the SQLite adapter does.
 """
 

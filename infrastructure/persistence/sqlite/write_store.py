@@ -92,6 +92,7 @@ class SqliteUnitOfWork:
     def __init__(self, store: SqliteWriteStore) -> None:
         self._store = store
         self._active = False
+        self._used = False
         self._committed = False
         self._aggregates = AggregateTracker()
         self._last_position = 0
@@ -113,8 +114,9 @@ class SqliteUnitOfWork:
 
     # --- UnitOfWork -------------------------------------------------------------------
     async def __aenter__(self) -> "SqliteUnitOfWork":
-        if self._active or self._committed:
+        if self._used:  # committed or rolled back: its tracker and positions belong to that transaction
             raise Internal("a unit of work is used once")
+        self._used = True
         await self._store._lock.acquire()
         try:
             await self._store._db.run(_begin)

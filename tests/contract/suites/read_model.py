@@ -1,0 +1,121 @@
+"""Contract of query_service.app.ports.ReadModel: every read is one round trip; nodes with
+their edge counts, adjacency newest first (limited, paged, time-bounded), node scans by
+every access path. State is built by projecting events through ``ProjectionStore.apply``."""
+
+from __future__ import annotations
+
+from domain.edge import Direction
+from domain.views import AccessKind, AdjacencyKey, NodeAccess
+from tests.contract.suites.read_fixtures import ReadModelFixture
+from tests.query_support import Events
+
+
+class ReadModelContract(ReadModelFixture):
+    async def test_nodes_with_counts_in_one_round_trip(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), ev.create("a", age=1), ev.create("b", age=2), ev.link("a", "b"),
+                                ev.link("b", "a"), ev.link("a", "a")])
+        before = rm.round_trips
+        nodes = await rm.get_nodes("g", ["a", "b", "zz"])
+        assert rm.round_trips == before + 1
+        assert set(nodes) == {"a", "b"}
+        assert nodes["a"].edge_counts == {("follows", Direction.OUT): 2, ("follows", Direction.IN): 2}
+        assert nodes["a"].properties == {"age": 1} and nodes["a"].version == 1
+        assert await rm.count_edges("g", "b", "follows", Direction.IN) == 1
+        assert await rm.get_nodes("other", ["a"]) == {}
+
+
+    async def test_deleted_node_leaves_no_adjacency_either_way(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        create_a = ev.create("a")
+        await self.seed(store, [ev.schema(), create_a, ev.create("b"), ev.create("c"), ev.link("a", "b"),
+                                ev.link("c", "a"), ev.link("a", "a"), ev.delete("a"),
+                                ev.unlink("a", "b"), ev.unlink("c", "a"),  # a tombstoning delete's late removals
+                                create_a, ev.link("a", "b")])  # replayed events older than the tombstone
+        assert await rm.get_nodes("g", ["a"]) == {}
+        lists = await rm.adjacency_many("g", [AdjacencyKey("b", Direction.IN), AdjacencyKey("c", Direction.OUT)], 10)
+        assert all(v == [] for v in lists.values())
+        assert await rm.count_edges("g", "b", "follows", Direction.IN) == 0
+        assert await rm.get_edge("g", "a", "follows", "b") is None
+        await self.seed(store, [ev.create("a", age=9)], start=20)  # a re-create continues the version
+        assert (await rm.get_nodes("g", ["a"]))["a"].edge_counts == {}
+
+
+    async def test_counters_follow_a_delete_and_re_create_inside_one_batch(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), ev.create("a"), ev.create("b"), ev.link("a", "b"), ev.link("b", "a"),
+                                ev.delete("a"), ev.create("a"), ev.link("a", "b")])
+        nodes = await rm.get_nodes("g", ["a", "b"])
+        assert nodes["a"].edge_counts == {("follows", Direction.OUT): 1}
+        assert nodes["b"].edge_counts == {("follows", Direction.IN): 1}
+        assert await rm.count_edges("g", "b", "follows", Direction.OUT) == 0
+
+
+    async def test_adjacency_newest_first_limited_and_paged(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), *[ev.create(f"n{i}") for i in range(6)],
+                                *[ev.link("n0", f"n{i}", weight=i) for i in range(1, 6)],
+                                ev.link("n1", "n0")])
+        key = AdjacencyKey("n0", Direction.OUT, "follows")
+        before = rm.round_trips
+        many = await rm.adjacency_many("g", [key, AdjacencyKey("n0", Direction.IN), AdjacencyKey("n9", Direction.IN)], 3)
+        assert rm.round_trips == before + 1
+        assert [e.target for e in many[key]] == ["n5", "n4", "n3"]
+        assert [(e.source, e.target) for e in many[AdjacencyKey("n0", Direction.IN)]] == [("n1", "n0")]
+        assert many[AdjacencyKey("n9", Direction.IN)] == []
+        page1 = await rm.list_adjacency("g", key, limit=2)
+        page2 = await rm.list_adjacency("g", key, limit=10, after=page1[-1][0])
+        assert [e.target for _, e in page1 + page2] == ["n5", "n4", "n3", "n2", "n1"]
+        t2 = page2[-2][0][0]  # n2's create time
+        within = await rm.list_adjacency("g", key, limit=10, created_after_us=t2 - 1, created_before_us=page1[0][0][0])
+        assert [e.target for _, e in within] == ["n4", "n3", "n2"]
+        edge = await rm.get_edge("g", "n0", "follows", "n2")
+        assert edge.properties == {"weight": 2} and edge.source == "n0"
+
+
+    async def test_scan_nodes_by_every_access_path(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), *[ev.create(f"u{i}", email=f"{i}@x", age=i % 4, city="c")
+                                               for i in range(8)], ev.create("d1", "Doc", title="t")])
+
+        async def ids(access, limit=100, after=None):
+            return [(k, v.id) for k, v in await rm.scan_nodes("g", access, after=after, limit=limit)]
+
+        scan = await ids(NodeAccess(AccessKind.TYPE_SCAN, "User"), limit=3)
+        assert [i for _, i in scan] == ["u0", "u1", "u2"]
+        rest = await ids(NodeAccess(AccessKind.TYPE_SCAN, "User"), after=scan[-1][0])
+        assert [i for _, i in rest] == ["u3", "u4", "u5", "u6", "u7"]
+        assert [i for _, i in await ids(NodeAccess(AccessKind.UNIQUE, "User", "email", value="5@x"))] == ["u5"]
+        eq = await ids(NodeAccess(AccessKind.INDEX_EQ, "User", "age", value=1))
+        assert [i for _, i in eq] == ["u1", "u5"]
+        rng = NodeAccess(AccessKind.INDEX_RANGE, "User", "age", lower=1, lower_inclusive=False, upper=3,
+                         upper_inclusive=True)
+        got = await ids(rng, limit=3)
+        assert got == [((2, "u2"), "u2"), ((2, "u6"), "u6"), ((3, "u3"), "u3")]
+        assert [i for _, i in await ids(rng, after=got[-1][0])] == ["u7"]
+        desc = NodeAccess(AccessKind.INDEX_RANGE, "User", "age", lower=2, descending=True)
+        assert [i for _, i in await ids(desc)] == ["u7", "u3", "u6", "u2"]
+
+
+    async def test_schema_applied_backfills_a_new_index(self, adapters):
+        from dataclasses import replace
+
+        from domain.schema import PropertyDef
+        from tests.query_support import DOC, FOLLOWS, OWNS, USER, schema
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), ev.create("u1", score=2.5), ev.create("u2", score=1.0)])
+        indexed_user = replace(USER, properties=tuple(
+            PropertyDef(p.name, p.kind, indexed=True) if p.name == "score" else p for p in USER.properties))
+        await self.seed(store, [ev.schema(schema("g", 2, (indexed_user, DOC), (FOLLOWS, OWNS)))], start=4)
+        assert (await rm.get_schema("g")).version == 2
+        got = await rm.scan_nodes("g", NodeAccess(AccessKind.INDEX_RANGE, "User", "score", lower=2), after=None,
+                                  limit=10)
+        assert [v.id for _, v in got] == ["u1"]
+        assert await rm.get_schema("nope") is None
+

@@ -1,0 +1,87 @@
+"""Every port contract suite (tests/contract/suites) run against the SQLite adapters."""
+
+import pytest
+
+from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
+from infrastructure.persistence.sqlite.event_log import SqliteEventLog
+from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL, SqliteProjectionStore, SqliteReadModel
+from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
+from tests.contract.suites.cascade_job_queue import CascadeJobQueueContract
+from tests.contract.suites.edge_repository import EdgeRepositoryContract
+from tests.contract.suites.event_log import EventLogContract
+from tests.contract.suites.idempotency_store import IdempotencyStoreContract
+from tests.contract.suites.node_repository import NodeRepositoryContract
+from tests.contract.suites.projection_store import ProjectionStoreContract
+from tests.contract.suites.read_fixtures import ReadModelFixture
+from tests.contract.suites.read_model import ReadModelContract
+from tests.contract.suites.schema_repository import SchemaRepositoryContract
+from tests.contract.suites.unit_of_work import UnitOfWorkContract
+from tests.contract.suites.write_fixtures import WriteStoreFixture
+
+pytestmark = pytest.mark.contract
+
+
+class SqliteWriteStoreFixture(WriteStoreFixture):
+    """A ``SqliteWriteStore`` on a fresh file; the event log is read as the query side reads
+    it, through a read-only reader pool on the same file (query_service.bootstrap)."""
+
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path):
+        self.db_path = str(tmp_path / "edgewise.db")
+
+    async def make_store(self):
+        return await SqliteWriteStore.open(self.db_path)
+
+    @pytest.fixture
+    async def event_log(self, empty_store):
+        readers = await SqliteReaderPool(self.db_path, size=2).open()
+        yield SqliteEventLog(readers)
+        await readers.close()
+
+
+class SqliteReadModelFixture(ReadModelFixture):
+    @pytest.fixture
+    async def adapters(self, tmp_path):
+        path = str(tmp_path / "rm.db")
+        writer = await SqliteConnection(path).open()
+        await writer.execute_script(READ_MODEL_DDL)
+        readers = await SqliteReaderPool(path, size=2).open()
+        yield SqliteReadModel(readers), SqliteProjectionStore(writer)
+        await readers.close()
+        await writer.close()
+
+
+class TestSqliteSchemaRepository(SqliteWriteStoreFixture, SchemaRepositoryContract):
+    pass
+
+
+class TestSqliteNodeRepository(SqliteWriteStoreFixture, NodeRepositoryContract):
+    pass
+
+
+class TestSqliteEdgeRepository(SqliteWriteStoreFixture, EdgeRepositoryContract):
+    pass
+
+
+class TestSqliteIdempotencyStore(SqliteWriteStoreFixture, IdempotencyStoreContract):
+    pass
+
+
+class TestSqliteCascadeJobQueue(SqliteWriteStoreFixture, CascadeJobQueueContract):
+    pass
+
+
+class TestSqliteUnitOfWork(SqliteWriteStoreFixture, UnitOfWorkContract):
+    pass
+
+
+class TestSqliteEventLog(SqliteWriteStoreFixture, EventLogContract):
+    pass
+
+
+class TestSqliteReadModel(SqliteReadModelFixture, ReadModelContract):
+    pass
+
+
+class TestSqliteProjectionStore(SqliteReadModelFixture, ProjectionStoreContract):
+    pass
