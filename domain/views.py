@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 from domain.edge import Direction
 from domain.node import etag_for
@@ -45,7 +46,7 @@ class EdgeView:
     type: str
     target: str
     properties: dict[str, PropertyValue]
-    create_time: datetime
+    create_time: datetime | None  # None where a read returned the edge's identity only
 
     def neighbour_of(self, node_id: str) -> str:
         return self.target if self.source == node_id else self.source
@@ -58,6 +59,21 @@ class AdjacencyKey:
     node: str
     direction: Direction
     edge_type: str | None = None
+
+
+class NeighbourIds(NamedTuple):
+    """The newest neighbour ids of one adjacency list (newest first) and the list's length."""
+
+    ids: list[str]
+    total: int
+
+
+class Detail(Enum):
+    """How much of a node a read returns (AIP-157 views)."""
+
+    NAMES = "NAMES"  # the id only: no node read at all
+    BASIC = "BASIC"  # type, version, times and edge counts; no properties
+    FULL = "FULL"    # properties too
 
 
 class AccessKind(Enum):

@@ -61,7 +61,7 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
         list_edges=ListEdgesHandler(read_model, gate, tokens),
         list_nodes=ListNodesHandler(read_model, gate, tokens, QueryPlanner()),
         traverse=TraverseHandler(read_model, gate, time_remaining=time_remaining, engine=traverse_engine),
-        find_path=FindPathHandler(read_model, gate),
+        find_path=FindPathHandler(read_model, gate, time_remaining=time_remaining),
         watch_events=WatchEventsHandler(event_log, poll_interval=max(poll_interval, 0.05)),
     )
     return QueryApplication(queries=queries, projector=projector)

@@ -137,9 +137,11 @@ def direction_from_proto(value: int, field_path: str = "direction", *, default: 
 
 # --- resources -------------------------------------------------------------------------
 
-def node_to_proto(view: Any) -> pb.Node:
+def node_to_proto(view: Any, *, properties: bool = True) -> pb.Node:
+    """A node view as a message; without ``properties``, the BASIC view (AIP-157)."""
     msg = pb.Node(name=node_name(view.graph, view.id), type=view.type, etag=etag_for(view.version))
-    properties_to_proto(view.properties, msg.properties)
+    if properties:
+        properties_to_proto(view.properties, msg.properties)
     if view.create_time is not None:
         msg.create_time.CopyFrom(timestamp_to_proto(view.create_time))
     if view.update_time is not None:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Protocol, Sequence
 from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema
-from domain.views import AdjacencyKey, EdgeView, NodeAccess, NodeView
+from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
 
 
 class ReadModel(Protocol):
@@ -20,8 +20,20 @@ class ReadModel(Protocol):
 
     async def get_schema(self, graph: str) -> Schema | None: ...
 
-    async def get_nodes(self, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
-        """Live nodes by id (with edge counts); missing and deleted ids are absent."""
+    async def get_nodes(self, graph: str, ids: Sequence[str], *, properties: bool = True) -> dict[str, NodeView]:
+        """Live nodes by id (with edge counts); missing and deleted ids are absent. Without
+        ``properties`` the views carry an empty property map (nothing is parsed)."""
+
+    async def neighbour_ids(self, graph: str, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        """Ids only: the newest ``limit`` neighbour ids of each list (all of them when None),
+        newest first in the order the projection applied them, with each list's length.
+        Every key names an edge type; empty lists are absent. Lists hold live nodes only
+        (a node's deletion removes it from its neighbours' lists)."""
+
+    async def get_edges(self, graph: str,
+                        triples: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], EdgeView]:
+        """Edges by (source, type, target); missing ones are absent."""
 
     async def get_edge(self, graph: str, source: str, edge_type: str, target: str) -> EdgeView | None: ...
 
@@ -33,10 +45,6 @@ class ReadModel(Protocol):
                              created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
         """One adjacency list, newest first (ties by edge type, neighbour), after ``after``.
         Each entry comes with its keyset cursor ``(create_us, edge_type, neighbour)``."""
-
-    async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
-                             limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
-        """The first ``limit_per_key`` entries of many adjacency lists in one read."""
 
     async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
                          limit: int) -> list[tuple[tuple, NodeView]]: ...

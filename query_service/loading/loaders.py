@@ -1,75 +1,100 @@
 """Per-request loaders over the read model: every node and adjacency read of a
-request goes through these, so reads issued together cost one round trip."""
+traversal goes through one of these.
+
+``RequestLoaders`` is the batched engine: the walk hands it a whole level at once,
+so each call is ONE read-model round trip, and it memoises node views for the rest
+of the request (a view read at one consistency point is reused, never re-read).
+There is no future per key: a level is already a batch, so coalescing across tasks
+(``DataLoader``) would only add overhead on this path.
+
+``NaiveLoaders`` is the legacy path (``traverse_engine = naive``): one read per
+list and per node. It is the benchmark baseline and the rollback switch.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Sequence
+from typing import Protocol, Sequence
 
-from domain.views import AdjacencyKey, EdgeView, NodeView
+from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeView
 from query_service.app.ports import ReadModel
-from query_service.loading.dataloader import DataLoader
 
-# (adjacency list, per-list limit): the limit is part of the key so one loader
-# serves steps with different fan-outs.
-AdjacencyRequest = tuple[AdjacencyKey, int]
+EdgeTriple = tuple[str, str, str]
+
+
+class Loaders(Protocol):
+    round_trips: int
+
+    async def neighbour_ids(self, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]: ...
+
+    async def get_nodes(self, ids: Sequence[str], *, properties: bool) -> dict[str, NodeView]: ...
+
+    async def get_edges(self, triples: Sequence[EdgeTriple]) -> dict[EdgeTriple, EdgeView]: ...
 
 
 class RequestLoaders:
-    """Batched: loads issued in the same tick become one ``get_nodes`` / ``adjacency_many`` call.
-
-    The adapters split huge key lists into statements themselves (still one round
-    trip), so the cap here only guards memory: it is above any traversal budget.
-    """
-
-    def __init__(self, read_model: ReadModel, graph: str, *, max_batch_size: int = 20_000) -> None:
+    def __init__(self, read_model: ReadModel, graph: str) -> None:
         self._rm = read_model
         self.graph = graph
-        self.nodes: DataLoader[str, NodeView] = DataLoader(self._load_nodes, max_batch_size=max_batch_size)
-        self.adjacency: DataLoader[AdjacencyRequest, list[EdgeView]] = DataLoader(
-            self._load_adjacency, max_batch_size=max_batch_size)
+        self._full: dict[str, NodeView | None] = {}  # views with properties (None: not live)
+        self.round_trips = 0
+        self.nodes_loaded = 0  # node views read from the store: tests bound it
 
-    async def _load_nodes(self, ids: list[str]) -> dict[str, NodeView]:
-        return await self._rm.get_nodes(self.graph, ids)
+    async def neighbour_ids(self, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        if not keys:
+            return {}
+        self.round_trips += 1
+        return await self._rm.neighbour_ids(self.graph, keys, limit)
 
-    async def _load_adjacency(self, requests: list[AdjacencyRequest]) -> dict[AdjacencyRequest, list[EdgeView]]:
-        by_limit: dict[int, list[AdjacencyKey]] = defaultdict(list)
-        for key, limit in requests:
-            by_limit[limit].append(key)
-        out: dict[AdjacencyRequest, list[EdgeView]] = {}
-        for limit, keys in by_limit.items():  # one read per distinct limit (normally one)
-            found = await self._rm.adjacency_many(self.graph, keys, limit)
-            for key in keys:
-                out[(key, limit)] = found.get(key, [])
-        return out
+    async def get_nodes(self, ids: Sequence[str], *, properties: bool) -> dict[str, NodeView]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._full]
+        if missing:
+            self.round_trips += 1
+            self.nodes_loaded += len(missing)
+            found = await self._rm.get_nodes(self.graph, missing, properties=properties)
+            if properties:  # only views with properties may serve later reads of either kind
+                for i in missing:
+                    self._full[i] = found.get(i)
+            else:
+                return {**{i: v for i in ids if (v := self._full.get(i)) is not None}, **found}
+        return {i: v for i in ids if (v := self._full.get(i)) is not None}
 
-    async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeView]:
-        values = await self.nodes.load_many(ids)
-        return {i: v for i, v in zip(ids, values) if v is not None}
-
-    async def get_adjacency(self, requests: Sequence[AdjacencyRequest]) -> list[list[EdgeView]]:
-        return [v or [] for v in await self.adjacency.load_many(requests)]
+    async def get_edges(self, triples: Sequence[EdgeTriple]) -> dict[EdgeTriple, EdgeView]:
+        if not triples:
+            return {}
+        self.round_trips += 1
+        return await self._rm.get_edges(self.graph, triples)
 
 
 class NaiveLoaders:
-    """The legacy path (``traverse_engine = naive``): one read per node and per list.
-
-    Kept as the benchmark baseline and the rollback switch; never the default.
-    """
+    """One read per adjacency list and per node: never the default."""
 
     def __init__(self, read_model: ReadModel, graph: str) -> None:
         self._rm = read_model
         self.graph = graph
+        self.round_trips = 0
+        self.nodes_loaded = 0
 
-    async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeView]:
-        out: dict[str, NodeView] = {}
-        for i in ids:
-            out.update(await self._rm.get_nodes(self.graph, [i]))
+    async def neighbour_ids(self, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        out: dict[AdjacencyKey, NeighbourIds] = {}
+        for key in keys:
+            self.round_trips += 1
+            out.update(await self._rm.neighbour_ids(self.graph, [key], limit))
         return out
 
-    async def get_adjacency(self, requests: Sequence[AdjacencyRequest]) -> list[list[EdgeView]]:
-        out = []
-        for key, limit in requests:
-            found = await self._rm.adjacency_many(self.graph, [key], limit)
-            out.append(found.get(key, []))
+    async def get_nodes(self, ids: Sequence[str], *, properties: bool) -> dict[str, NodeView]:
+        out: dict[str, NodeView] = {}
+        for i in ids:
+            self.round_trips += 1
+            self.nodes_loaded += 1
+            out.update(await self._rm.get_nodes(self.graph, [i], properties=properties))
+        return out
+
+    async def get_edges(self, triples: Sequence[EdgeTriple]) -> dict[EdgeTriple, EdgeView]:
+        out: dict[EdgeTriple, EdgeView] = {}
+        for triple in triples:
+            self.round_trips += 1
+            out.update(await self._rm.get_edges(self.graph, [triple]))
         return out

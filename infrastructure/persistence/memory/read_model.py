@@ -7,7 +7,7 @@ public read counts one round trip, as the SQLite adapter does.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
@@ -15,7 +15,7 @@ from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema, schema_from_dict
 from domain.values import PropertyValue, epoch_micros
-from domain.views import AccessKind, AdjacencyKey, EdgeView, NodeAccess, NodeView
+from domain.views import AccessKind, AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
 
 
 @dataclass
@@ -174,7 +174,7 @@ class InMemoryReadModel:
         body = self._s.schemas.get(graph)
         return schema_from_dict(copy.deepcopy(body)) if body is not None else None
 
-    async def get_nodes(self, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+    async def get_nodes(self, graph: str, ids: Sequence[str], *, properties: bool = True) -> dict[str, NodeView]:
         if not ids:
             return {}
         self.round_trips += 1
@@ -182,7 +182,35 @@ class InMemoryReadModel:
         for i in ids:
             view = self._view(graph, i)
             if view is not None:
-                out[i] = view
+                out[i] = view if properties else replace(view, properties={})
+        return out
+
+    async def neighbour_ids(self, graph: str, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        if not keys:
+            return {}
+        self.round_trips += 1
+        out = {}
+        for key in dict.fromkeys(keys):
+            if key.edge_type is None:
+                raise ValueError("neighbour_ids needs keys with an edge type")
+            # newest first in the order the projector applied them (the dict keeps insertion order)
+            ids = [k[4] for k in reversed(self._s.adjacency) if k[0] == graph and k[1] == key.node
+                   and k[2] is key.direction and k[3] == key.edge_type]
+            if ids:
+                out[key] = NeighbourIds(ids if limit is None else ids[:limit], len(ids))
+        return out
+
+    async def get_edges(self, graph: str,
+                        triples: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], EdgeView]:
+        if not triples:
+            return {}
+        self.round_trips += 1
+        out = {}
+        for source, edge_type, target in triples:
+            key = (graph, source, Direction.OUT, edge_type, target)
+            if key in self._s.adjacency:
+                out[(source, edge_type, target)] = self._edge(key)
         return out
 
     async def get_edge(self, graph: str, source: str, edge_type: str, target: str) -> EdgeView | None:
@@ -211,13 +239,6 @@ class InMemoryReadModel:
             if len(out) >= limit:
                 break
         return out
-
-    async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
-                             limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
-        if not keys:
-            return {}
-        self.round_trips += 1
-        return {k: [e for _, e in self._list(graph, k)[:limit_per_key]] for k in dict.fromkeys(keys)}
 
     async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
                          limit: int) -> list[tuple[tuple, NodeView]]:

@@ -3,8 +3,9 @@
 Reads go through a ``SqliteReaderPool``; the projector writes through its own
 ``SqliteConnection`` (``SqliteProjectionStore``). Every public read is ONE hop to a
 connection thread (one round trip, counted in ``round_trips``) however many keys
-it carries: ``IN (...)`` lists for nodes, and one index-ordered LIMITed statement
-per adjacency list, all on the same connection thread.
+it carries: ``IN (...)`` lists for nodes and for the id chunks of a traversal level
+(``neighbour_ids``: one statement per edge type and direction, one head row per list),
+and one index-ordered LIMITed statement for a ``ListEdges`` page of edge rows.
 
 ``rm_node_index.value`` is declared without a type, so it has no affinity: ints and
 doubles compare numerically, strings lexically, and timestamps are stored as epoch
@@ -22,7 +23,7 @@ from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema, schema_from_dict
 from domain.values import PropertyValue, epoch_micros, from_epoch_micros, properties_from_json, properties_json
-from domain.views import AdjacencyKey, EdgeView, NodeAccess, NodeView
+from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
 
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_nodes (
@@ -63,6 +64,22 @@ CREATE INDEX IF NOT EXISTS rm_adjacency_newest
 CREATE INDEX IF NOT EXISTS rm_adjacency_newest_any_type
     ON rm_adjacency (graph, node, direction, create_us DESC, edge_type, neighbour);
 
+-- Neighbour ids per (node, direction, edge type), packed newest first in chunks
+-- (ADR 0006): chunk 0, the head, holds the newest HEAD_MIN..HEAD_MAX ids and the
+-- list's total, so a traversal level is ONE statement returning one row per
+-- frontier node; older ids sit in sealed chunks 1, 2, ... (higher = newer).
+-- Ids are separated by a space, which no node id contains.
+CREATE TABLE IF NOT EXISTS rm_adjacency_chunks (
+    graph     TEXT NOT NULL,
+    node      TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    edge_type TEXT NOT NULL,
+    chunk     INTEGER NOT NULL,
+    total     INTEGER NOT NULL,
+    ids       TEXT NOT NULL,
+    PRIMARY KEY (graph, node, direction, edge_type, chunk)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS rm_node_index (
     graph    TEXT NOT NULL,
     type     TEXT NOT NULL,
@@ -87,6 +104,15 @@ CREATE TABLE IF NOT EXISTS rm_checkpoints (
 
 # SQLite's default host-parameter limit is 32766; stay far below it.
 MAX_KEYS_PER_STATEMENT = 500
+# An ids-only level read binds one parameter per frontier node: a whole level fits one statement.
+MAX_NODES_PER_ID_STATEMENT = 10_000
+
+# Adjacency id chunks (ADR 0006). The head holds at least the newest HEAD_MIN ids of a list
+# (every per-node limit up to 1000, plus one to tell "more"), and is split when it passes
+# HEAD_MAX, so an append rewrites at most ~HEAD_MAX ids and most lists are their head alone.
+HEAD_MIN = 1001
+HEAD_MAX = 2 * HEAD_MIN
+ID_SEPARATOR = " "
 
 
 def _us(value: datetime) -> int:
@@ -125,14 +151,76 @@ def _counts_sync(conn: sqlite3.Connection, graph: str,
     return counts
 
 
-def _nodes_sync(conn: sqlite3.Connection, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+def _nodes_sync(conn: sqlite3.Connection, graph: str, ids: Sequence[str], *,
+                properties: bool = True) -> dict[str, NodeView]:
     rows: list[sqlite3.Row] = []
-    for chunk in _chunks(list(dict.fromkeys(ids))):
+    columns = "*" if properties else "graph, id, type, '{}' AS properties, version, create_time, update_time"
+    for chunk in _chunks(list(dict.fromkeys(ids)), MAX_NODES_PER_ID_STATEMENT):
         marks = ",".join("?" * len(chunk))
-        rows += conn.execute(f"SELECT * FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
+        rows += conn.execute(f"SELECT {columns} FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
                              (graph, *chunk)).fetchall()
     counts = _counts_sync(conn, graph, [r["id"] for r in rows])
     return {r["id"]: _node_from_row(r, counts.get(r["id"], {})) for r in rows}
+
+
+def neighbour_ids_sync(conn: sqlite3.Connection, graph: str, keys: Sequence[AdjacencyKey],
+                       limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+    """The newest ``limit`` neighbour ids (every id when ``limit`` is None) of many lists.
+
+    Keys are grouped by (direction, edge type); each group is ONE statement whatever its
+    size (up to MAX_NODES_PER_ID_STATEMENT nodes), reading one head row per node when the
+    limit fits the head, and the node's chunks otherwise. No row per edge, no view objects."""
+    groups: dict[tuple[Direction, str], list[str]] = {}
+    for key in dict.fromkeys(keys):
+        if key.edge_type is None:
+            raise ValueError("neighbour_ids needs keys with an edge type")
+        groups.setdefault((key.direction, key.edge_type), []).append(key.node)
+    out: dict[AdjacencyKey, NeighbourIds] = {}
+    whole = limit is None or limit > HEAD_MIN
+    for (direction, edge_type), nodes in groups.items():
+        for part in _chunks(nodes, MAX_NODES_PER_ID_STATEMENT):
+            marks = ",".join("?" * len(part))
+            params = (graph, direction.value, edge_type, *part)
+            if not whole:
+                for node, total, text in conn.execute(
+                        "SELECT node, total, ids FROM rm_adjacency_chunks WHERE graph = ? AND direction = ? "
+                        f"AND edge_type = ? AND chunk = 0 AND node IN ({marks})", params):
+                    ids = text.split(ID_SEPARATOR)
+                    out[AdjacencyKey(node, direction, edge_type)] = NeighbourIds(
+                        ids[:limit] if len(ids) > limit else ids, total)  # type: ignore[operator]
+                continue
+            heads: dict[str, tuple[int, list[str]]] = {}
+            sealed: dict[str, list[tuple[int, str]]] = {}
+            for node, chunk, total, text in conn.execute(
+                    "SELECT node, chunk, total, ids FROM rm_adjacency_chunks WHERE graph = ? AND direction = ? "
+                    f"AND edge_type = ? AND node IN ({marks})", params):
+                if chunk == 0:
+                    heads[node] = (total, text.split(ID_SEPARATOR))
+                else:
+                    sealed.setdefault(node, []).append((chunk, text))
+            for node, (total, ids) in heads.items():
+                for _, text in sorted(sealed.get(node, ()), reverse=True):  # newer sealed chunks first
+                    if limit is not None and len(ids) >= limit:
+                        break
+                    ids += text.split(ID_SEPARATOR)
+                out[AdjacencyKey(node, direction, edge_type)] = NeighbourIds(
+                    ids if limit is None else ids[:limit], total)
+    return out
+
+
+def _edges_sync(conn: sqlite3.Connection, graph: str,
+                triples: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], EdgeView]:
+    out: dict[tuple[str, str, str], EdgeView] = {}
+    for part in _chunks(list(dict.fromkeys(triples)), 300):
+        values = ",".join("(?, ?, ?)" for _ in part)
+        params: list[Any] = [graph]
+        for triple in part:
+            params += triple
+        for row in conn.execute(f"SELECT * FROM rm_adjacency WHERE graph = ? AND direction = 'OUT' AND "
+                                f"(node, edge_type, neighbour) IN (VALUES {values})", params):
+            edge = _edge_from_row(graph, row)
+            out[(edge.source, edge.type, edge.target)] = edge
+    return out
 
 
 def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[int, str, str] | None = None,
@@ -162,21 +250,6 @@ def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[in
     return sql, params
 
 
-def adjacency_many_sync(conn: sqlite3.Connection, graph: str, keys: Sequence[AdjacencyKey],
-                        limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
-    """The first entries of many lists on one connection (one hop for the caller).
-
-    One small statement per key rather than one statement for all keys: a window function
-    over a join must read every row of every list before it can rank them, so a supernode
-    with a million edges cost a million rows to return ``limit_per_key``. SQLite caches the
-    two statement texts, so a key costs one index seek plus its rows."""
-    out: dict[AdjacencyKey, list[EdgeView]] = {}
-    for key in dict.fromkeys(keys):
-        sql, params = _adjacency_sql(graph, key, limit=limit_per_key)
-        out[key] = [_edge_from_row(graph, row) for row in conn.execute(sql, params)]
-    return out
-
-
 def _node_from_row(row: sqlite3.Row, counts: dict[tuple[str, Direction], int]) -> NodeView:
     return NodeView(graph=row["graph"], id=row["id"], type=row["type"],
                     properties=properties_from_json(row["properties"]), version=int(row["version"]),
@@ -200,10 +273,22 @@ class SqliteReadModel:
             return schema_from_dict(json.loads(row["body"])) if row else None
         return await self._run(q)
 
-    async def get_nodes(self, graph: str, ids: Sequence[str]) -> dict[str, NodeView]:
+    async def get_nodes(self, graph: str, ids: Sequence[str], *, properties: bool = True) -> dict[str, NodeView]:
         if not ids:
             return {}
-        return await self._run(lambda c: _nodes_sync(c, graph, ids))
+        return await self._run(lambda c: _nodes_sync(c, graph, ids, properties=properties))
+
+    async def neighbour_ids(self, graph: str, keys: Sequence[AdjacencyKey],
+                            limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        if not keys:
+            return {}
+        return await self._run(lambda c: neighbour_ids_sync(c, graph, keys, limit))
+
+    async def get_edges(self, graph: str,
+                        triples: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], EdgeView]:
+        if not triples:
+            return {}
+        return await self._run(lambda c: _edges_sync(c, graph, triples))
 
     async def get_edge(self, graph: str, source: str, edge_type: str, target: str) -> EdgeView | None:
         def q(c: sqlite3.Connection) -> EdgeView | None:
@@ -230,12 +315,6 @@ class SqliteReadModel:
             return [((int(r["create_us"]), r["edge_type"], r["neighbour"]), _edge_from_row(graph, r))
                     for r in c.execute(sql, params)]
         return await self._run(q)
-
-    async def adjacency_many(self, graph: str, keys: Sequence[AdjacencyKey],
-                             limit_per_key: int) -> dict[AdjacencyKey, list[EdgeView]]:
-        if not keys:
-            return {}
-        return await self._run(lambda c: adjacency_many_sync(c, graph, keys, limit_per_key))
 
     async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
                          limit: int) -> list[tuple[tuple, NodeView]]:
@@ -296,6 +375,9 @@ class SqliteProjectionTransaction:
         self.c = conn
         self._meta: dict[tuple[str, str], _NodeMeta | None] = {}
         self._count_deltas: dict[tuple[str, str, str, str], int] = {}
+        # (graph, node, direction, edge type) -> ordered (+1 add / -1 remove, neighbour) changes,
+        # applied to the id chunks once per batch by ``flush``
+        self._list_changes: dict[tuple[str, str, str, str], list[tuple[int, str]]] = {}
 
     def node_meta(self, graph: str, node_id: str) -> Any:
         key = (graph, node_id)
@@ -343,19 +425,37 @@ class SqliteProjectionTransaction:
             "create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (graph, node, direction.value, edge_type, neighbour, properties_json(properties), _us(create_time),
              create_time.isoformat()))
-        return cur.rowcount > 0
+        if cur.rowcount > 0:  # the row decides: a replayed add changes no chunk
+            self._list_changes.setdefault((graph, node, direction.value, edge_type), []).append((1, neighbour))
+            return True
+        return False
 
     def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
         cur = self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
                              "AND edge_type = ? AND neighbour = ?", (graph, node, direction.value, edge_type, neighbour))
-        return cur.rowcount > 0
+        if cur.rowcount > 0:
+            self._list_changes.setdefault((graph, node, direction.value, edge_type), []).append((-1, neighbour))
+            return True
+        return False
 
     def adjust_count(self, graph: str, node: str, edge_type: str, direction: Direction, delta: int) -> None:
         key = (graph, node, edge_type, direction.value)
         self._count_deltas[key] = self._count_deltas.get(key, 0) + delta
 
     def flush(self) -> None:
-        """Write the summed counter changes (the store calls this before committing)."""
+        """Write the summed counter changes and the changed id chunks (the store calls this
+        before committing)."""
+        changes, self._list_changes = self._list_changes, {}
+        if changes:
+            heads = _load_heads(self.c, list(changes))
+            upserts: list[tuple[Any, ...]] = []
+            emptied: list[tuple[str, str, str, str]] = []
+            for key, ops in changes.items():
+                total, ids = heads.get(key, (0, []))
+                _IdChunks(self.c, key, ids, total).apply(ops, upserts, emptied)
+            self.c.executemany(_UPSERT_CHUNK, upserts)
+            self.c.executemany("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
+                               "AND edge_type = ?", emptied)
         deltas = [(*key, delta) for key, delta in self._count_deltas.items() if delta]
         self._count_deltas.clear()
         if not deltas:
@@ -372,9 +472,12 @@ class SqliteProjectionTransaction:
 
     def drop_node_adjacency(self, graph: str, node: str) -> None:
         self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ?", (graph, node))
+        self.c.execute("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ?", (graph, node))
         self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ?", (graph, node))
         for key in [k for k in self._count_deltas if k[0] == graph and k[1] == node]:
             del self._count_deltas[key]  # the counters they would change are gone
+        for key in [k for k in self._list_changes if k[0] == graph and k[1] == node]:
+            del self._list_changes[key]  # and so are the lists
 
     def schema_dict(self, graph: str) -> dict[str, Any] | None:
         row = self.c.execute("SELECT body FROM rm_schemas WHERE graph = ?", (graph,)).fetchone()
@@ -384,6 +487,94 @@ class SqliteProjectionTransaction:
         self.c.execute("INSERT INTO rm_schemas (graph, version, body) VALUES (?, ?, ?) ON CONFLICT (graph) DO UPDATE "
                        "SET version = excluded.version, body = excluded.body",
                        (graph, version, json.dumps(body, separators=(",", ":"), sort_keys=True)))
+
+
+_UPSERT_CHUNK = ("INSERT INTO rm_adjacency_chunks (graph, node, direction, edge_type, chunk, total, ids) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (graph, node, direction, edge_type, chunk) "
+                 "DO UPDATE SET total = excluded.total, ids = excluded.ids")
+
+
+def _load_heads(conn: sqlite3.Connection, keys: Sequence[tuple[str, str, str, str]]
+                ) -> dict[tuple[str, str, str, str], tuple[int, list[str]]]:
+    """The heads of many lists, one statement per (graph, direction, edge type): ids oldest first."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for graph, node, direction, edge_type in keys:
+        groups.setdefault((graph, direction, edge_type), []).append(node)
+    out: dict[tuple[str, str, str, str], tuple[int, list[str]]] = {}
+    for (graph, direction, edge_type), nodes in groups.items():
+        for part in _chunks(nodes, MAX_NODES_PER_ID_STATEMENT):
+            for node, total, text in conn.execute(
+                    "SELECT node, total, ids FROM rm_adjacency_chunks WHERE graph = ? AND direction = ? AND "
+                    f"edge_type = ? AND chunk = 0 AND node IN ({','.join('?' * len(part))})",
+                    (graph, direction, edge_type, *part)):
+                out[(graph, node, direction, edge_type)] = (int(total), text.split(ID_SEPARATOR)[::-1])
+    return out
+
+
+class _IdChunks:
+    """One adjacency id list during a projection flush: the head (newest ids) and, loaded only
+    when needed, the sealed chunks. Ids are kept oldest first in memory (appends are O(1))
+    and stored newest first (a read is one ``split``)."""
+
+    def __init__(self, conn: sqlite3.Connection, key: tuple[str, str, str, str], head: list[str], total: int) -> None:
+        self.c, self.key, self.head, self.total = conn, key, head, total
+        self.sealed: dict[int, list[str]] | None = None  # chunk number -> ids oldest first
+        self.changed_sealed: set[int] = set()
+
+    def _load_sealed(self) -> dict[int, list[str]]:
+        if self.sealed is None:
+            self.sealed = {int(r[0]): r[1].split(ID_SEPARATOR)[::-1] for r in self.c.execute(
+                "SELECT chunk, ids FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
+                "AND edge_type = ? AND chunk > 0", self.key)}
+        return self.sealed
+
+    def _remove(self, neighbour: str) -> None:
+        try:
+            self.head.remove(neighbour)
+            return
+        except ValueError:
+            pass
+        for number, ids in sorted(self._load_sealed().items(), reverse=True):
+            if neighbour in ids:
+                ids.remove(neighbour)
+                self.changed_sealed.add(number)
+                return
+        raise AssertionError(f"adjacency chunks lost {neighbour!r} of {self.key}")
+
+    def apply(self, ops: Sequence[tuple[int, str]], upserts: list[tuple[Any, ...]],
+              emptied: list[tuple[str, str, str, str]]) -> None:
+        """Apply the changes; the head's new row goes to ``upserts`` (or the key to ``emptied``)
+        for the caller's multi-row statements; sealed chunks (long lists only) are written here."""
+        for sign, neighbour in ops:
+            if sign > 0:
+                self.head.append(neighbour)
+            else:
+                self._remove(neighbour)
+            self.total += sign
+        if len(self.head) < HEAD_MIN and self.total > len(self.head):
+            sealed = self._load_sealed()  # refill the head from the newest sealed chunks
+            while len(self.head) < HEAD_MIN and any(sealed.values()):
+                number = max(n for n, ids in sealed.items() if ids)
+                self.head = sealed[number] + self.head
+                sealed[number] = []
+                self.changed_sealed.add(number)
+        if len(self.head) > HEAD_MAX:  # seal the oldest part; the head keeps the newest HEAD_MIN
+            sealed = self._load_sealed()
+            number = max(sealed, default=0) + 1
+            sealed[number], self.head = self.head[:-HEAD_MIN], self.head[-HEAD_MIN:]
+            self.changed_sealed.add(number)
+        key = self.key
+        if not self.head:  # the list is empty (a non-empty list always has a non-empty head)
+            emptied.append(key)
+            return
+        upserts.append((*key, 0, self.total, ID_SEPARATOR.join(reversed(self.head))))
+        for number in sorted(self.changed_sealed):
+            ids = (self.sealed or {}).get(number) or []
+            if ids:
+                self.c.execute(_UPSERT_CHUNK, (*key, number, len(ids), ID_SEPARATOR.join(reversed(ids))))
+            else:
+                self.c.execute("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
+                               "AND edge_type = ? AND chunk = ?", (*key, number))
 
 
 class _NodeMeta:

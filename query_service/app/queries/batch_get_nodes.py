@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
-from domain.views import NodeView
+from domain.views import Detail, NodeView
 from query_service.app.consistency import Consistency, ConsistencyGate
 from query_service.app.ports import ReadModel
 from query_service.app.queries.get_node import node_not_found
@@ -19,6 +19,7 @@ class BatchGetNodes:
     graph: str
     node_ids: tuple[str, ...]
     consistency: Consistency | None = None
+    detail: Detail = Detail.FULL
 
 
 class BatchGetNodesHandler:
@@ -33,7 +34,8 @@ class BatchGetNodesHandler:
                                    violations=[FieldViolation("names", f"must hold at most {MAX_BATCH} names")],
                                    metadata={"limit": str(MAX_BATCH)})
         await self._gate.ensure(query.consistency)
-        found = await self._rm.get_nodes(query.graph, list(query.node_ids)) if query.node_ids else {}
+        found = await self._rm.get_nodes(query.graph, list(query.node_ids),
+                                         properties=query.detail is Detail.FULL) if query.node_ids else {}
         missing = [i for i in dict.fromkeys(query.node_ids) if i not in found]
         if missing:
             raise node_not_found(query.graph, missing)

@@ -8,6 +8,7 @@ from domain.edge import Direction
 from domain.errors import FieldViolation, Reason, ValidationFailed
 from query_service.app.consistency import Consistency, ConsistencyGate
 from query_service.app.ports import ReadModel
+from query_service.app.queries.get_node import node_not_found
 
 
 def require_one_direction(direction: Direction, field: str = "direction") -> Direction:
@@ -34,4 +35,7 @@ class CountEdgesHandler:
     async def __call__(self, query: CountEdges) -> int:
         require_one_direction(query.direction)
         await self._gate.ensure(query.consistency)
-        return await self._rm.count_edges(query.graph, query.node_id, query.edge_type, query.direction)
+        count = await self._rm.count_edges(query.graph, query.node_id, query.edge_type, query.direction)
+        if count == 0 and not await self._rm.get_nodes(query.graph, [query.node_id], properties=False):
+            raise node_not_found(query.graph, [query.node_id])  # as GetNode: no such node is not "0 edges"
+        return count

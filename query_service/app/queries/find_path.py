@@ -1,28 +1,36 @@
-"""FindPath: a shortest path by bidirectional BFS, one batched adjacency read per level.
+"""FindPath: a shortest path by bidirectional BFS over ids, one read per level.
 
-The smaller frontier is expanded each round; after a round, every node reached
-that the other side has also reached is a meeting point, and the one with the
-smallest total distance gives a shortest path.
+Exact within ``max_depth``: every level reads the WHOLE adjacency lists of the side it
+expands (ids only, chunk by chunk in one read), so a path through an old edge of a
+heavily followed node is found like any other. The side with the smaller frontier is
+expanded each round; after a round, every node reached that the other side has also
+reached is a meeting point, and the one with the smallest total distance gives a
+shortest path. Only a budget can end the search early — the call's deadline or
+MAX_VISITED nodes — and then the answer says ``truncated`` with the reason, so
+``found = false`` is never silently "not found within what we happened to read".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from domain.edge import Direction
 from domain.errors import FieldViolation, Reason, ValidationFailed
-from domain.views import AdjacencyKey, EdgeView
+from domain.views import AdjacencyKey, Detail, EdgeView, NodeView
 from query_service.app.consistency import Consistency, ConsistencyGate
 from query_service.app.ports import ReadModel
 from query_service.app.queries.get_node import node_not_found
 from query_service.loading.loaders import RequestLoaders
 
 DEFAULT_MAX_DEPTH, MAX_DEPTH = 6, 12
-PER_NODE_LIMIT = 1000
-MAX_VISITED = 100_000
+MAX_VISITED = 200_000  # nodes reached by both sides together before the search gives up
+DEADLINE_MARGIN = 0.02
 
 _REVERSE = {Direction.OUT: Direction.IN, Direction.IN: Direction.OUT, Direction.BOTH: Direction.BOTH}
+
+# node -> (the node one step nearer the side's root, edge type, direction of that step), None at the root
+Parents = dict[str, "tuple[str, str, Direction] | None"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class FindPath:
     direction: Direction = Direction.OUT
     max_depth: int = 0
     consistency: Consistency | None = None
+    detail: Detail = Detail.NAMES
 
 
 @dataclass
@@ -41,13 +50,20 @@ class PathResult:
     found: bool = False
     node_ids: list[str] = field(default_factory=list)
     edges: list[EdgeView] = field(default_factory=list)
+    nodes: list[NodeView] = field(default_factory=list)  # for the BASIC and FULL views
+    truncated: bool = False
+    truncated_reason: str = ""
+    detail: Detail = Detail.NAMES
 
 
 class FindPathHandler:
-    def __init__(self, read_model: ReadModel, gate: ConsistencyGate, *, per_node_limit: int = PER_NODE_LIMIT) -> None:
+    def __init__(self, read_model: ReadModel, gate: ConsistencyGate, *,
+                 time_remaining: Callable[[], float | None] = lambda: None, max_visited: int = MAX_VISITED) -> None:
         self._rm = read_model
         self._gate = gate
-        self._limit = per_node_limit
+        self._remaining = time_remaining
+        self._max_visited = max_visited
+        self.last_loaders: RequestLoaders | None = None
 
     async def __call__(self, query: FindPath) -> PathResult:
         if query.max_depth < 0:
@@ -55,65 +71,86 @@ class FindPathHandler:
                                    violations=[FieldViolation("max_depth", "must be >= 0")])
         max_depth = DEFAULT_MAX_DEPTH if query.max_depth == 0 else min(query.max_depth, MAX_DEPTH)
         await self._gate.ensure(query.consistency)
-        loaders = RequestLoaders(self._rm, query.graph)
-        ends = await loaders.get_nodes([query.source, query.target])
+        loaders = self.last_loaders = RequestLoaders(self._rm, query.graph)
+        full = query.detail is Detail.FULL
+        ends = await loaders.get_nodes([query.source, query.target], properties=full)
         missing = [i for i in (query.source, query.target) if i not in ends]
         if missing:
             raise node_not_found(query.graph, missing)
         if query.source == query.target:
-            return PathResult(found=True, node_ids=[query.source])
-        # one list per requested type: a list of every type, cut at the per-node limit and
-        # filtered afterwards, could be filled by other types and hide the path
-        edge_types: list[str | None] = list(dict.fromkeys(query.edge_types)) or [None]
-
-        # parent[node] = (previous node towards the side's root, edge between them)
-        parents: list[dict[str, tuple[str, EdgeView] | None]] = [{query.source: None}, {query.target: None}]
+            return await self._answer(loaders, query, [query.source], [])
+        edge_types = list(dict.fromkeys(query.edge_types))
+        if not edge_types:  # every type the schema declares: each list is read whole, per type
+            schema = await self._rm.get_schema(query.graph)
+            edge_types = sorted(schema.edge_types) if schema is not None else []
+        parents: list[Parents] = [{query.source: None}, {query.target: None}]
         dist: list[dict[str, int]] = [{query.source: 0}, {query.target: 0}]
         frontiers: list[list[str]] = [[query.source], [query.target]]
         directions = [query.direction, _REVERSE[query.direction]]
         depth = [0, 0]
-        while frontiers[0] and frontiers[1] and depth[0] + depth[1] < max_depth:
+        while frontiers[0] and frontiers[1] and depth[0] + depth[1] < max_depth and edge_types:
+            left = self._remaining()
+            if left is not None and left <= DEADLINE_MARGIN:
+                return PathResult(truncated=True, truncated_reason="deadline", detail=query.detail)
             side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
             other = 1 - side
-            dirs = [Direction.OUT, Direction.IN] if directions[side] is Direction.BOTH else [directions[side]]
-            requests = [(AdjacencyKey(n, d, t), self._limit) for n in frontiers[side] for d in dirs
-                        for t in edge_types]
-            lists = await loaders.get_adjacency(requests)  # ONE batched read per level
+            dirs = (Direction.OUT, Direction.IN) if directions[side] is Direction.BOTH else (directions[side],)
+            keys = [AdjacencyKey(n, d, t) for n in frontiers[side] for d in dirs for t in edge_types]
+            lists = await loaders.neighbour_ids(keys, None)  # ONE read per level, whole lists
             depth[side] += 1
+            seen, back = dist[side], parents[side]
             nxt: list[str] = []
-            for (key, _), edges in zip(requests, lists):
-                for edge in edges:
-                    nb = edge.neighbour_of(key.node) if edge.source != edge.target else key.node
-                    if nb in dist[side]:
+            for key in keys:
+                entry = lists.get(key)
+                if entry is None:
+                    continue
+                for nb in entry.ids:
+                    if nb in seen:
                         continue
-                    dist[side][nb] = depth[side]
-                    parents[side][nb] = (key.node, edge)
+                    seen[nb] = depth[side]
+                    back[nb] = (key.node, key.edge_type or "", key.direction)
                     nxt.append(nb)
             frontiers[side] = nxt
             meets = [n for n in nxt if n in dist[other]]
             if meets:
                 best = min(meets, key=lambda n: dist[side][n] + dist[other][n])
-                return self._path(best, parents)
-            if len(dist[0]) + len(dist[1]) > MAX_VISITED:
-                break
-        return PathResult(found=False)
+                nodes, triples = _path(best, parents)
+                return await self._answer(loaders, query, nodes, triples)
+            if len(dist[0]) + len(dist[1]) > self._max_visited:
+                return PathResult(truncated=True, truncated_reason="max_visited", detail=query.detail)
+        return PathResult(found=False, detail=query.detail)
 
     @staticmethod
-    def _path(meet: str, parents: Sequence[dict[str, tuple[str, EdgeView] | None]]) -> PathResult:
-        left: list[str] = [meet]
-        left_edges: list[EdgeView] = []
-        node = meet
-        while parents[0][node] is not None:
-            prev, edge = parents[0][node]  # type: ignore[misc]
-            left.append(prev)
-            left_edges.append(edge)
-            node = prev
-        left.reverse()
-        left_edges.reverse()
-        node = meet
-        while parents[1][node] is not None:
-            nxt, edge = parents[1][node]  # type: ignore[misc]
-            left.append(nxt)
-            left_edges.append(edge)
-            node = nxt
-        return PathResult(found=True, node_ids=left, edges=left_edges)
+    async def _answer(loaders: RequestLoaders, query: FindPath, node_ids: list[str],
+                      triples: list[tuple[str, str, str]]) -> PathResult:
+        found = await loaders.get_edges(triples)  # the path's edges with their properties: one read
+        result = PathResult(found=True, node_ids=node_ids, edges=[found[t] for t in triples if t in found],
+                            detail=query.detail)
+        if query.detail is not Detail.NAMES:
+            views = await loaders.get_nodes(node_ids, properties=query.detail is Detail.FULL)
+            result.nodes = [views[i] for i in node_ids if i in views]
+        return result
+
+
+def _triple(node: str, step: tuple[str, str, Direction]) -> tuple[str, str, str]:
+    """The stored edge between ``node`` and the node one step nearer its side's root."""
+    nearer, edge_type, direction = step
+    return (nearer, edge_type, node) if direction is Direction.OUT else (node, edge_type, nearer)
+
+
+def _path(meet: str, parents: Sequence[Parents]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    nodes: list[str] = [meet]
+    triples: list[tuple[str, str, str]] = []
+    node = meet
+    while (step := parents[0][node]) is not None:
+        triples.append(_triple(node, step))
+        node = step[0]
+        nodes.append(node)
+    nodes.reverse()
+    triples.reverse()
+    node = meet
+    while (step := parents[1][node]) is not None:
+        triples.append(_triple(node, step))
+        node = step[0]
+        nodes.append(node)
+    return nodes, triples

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from domain.values import epoch_micros
 from domain.edge import Direction
-from domain.views import AdjacencyKey, EdgeView, NodeView
+from domain.views import AdjacencyKey, Detail, EdgeView, NodeView
 from query_service.app.consistency import Consistency, ConsistencyGate
 from query_service.app.paging import PageTokens, page_size
 from query_service.app.ports import ReadModel
@@ -33,6 +33,7 @@ class ListEdges:
     page_size: int = 0
     page_token: str = ""
     include_neighbors: bool = False
+    neighbor_detail: Detail = Detail.BASIC
     consistency: Consistency | None = None
 
 
@@ -73,6 +74,6 @@ class ListEdgesHandler:
         if query.include_neighbors and edges:
             ids = list(dict.fromkeys(e.neighbour_of(query.node_id) if e.source != e.target else e.source
                                      for e in edges))
-            found = await self._rm.get_nodes(query.graph, ids)
+            found = await self._rm.get_nodes(query.graph, ids, properties=query.neighbor_detail is Detail.FULL)
             neighbors = [found[i] for i in ids if i in found]
         return AdjacencyPage(edges=edges, neighbors=neighbors, next_page_token=token)

@@ -1,31 +1,34 @@
 """Traverse: level-synchronous BFS from a start node along a sequence of steps.
 
-Each level costs exactly two batched reads through the request's loaders (every
-frontier node's adjacency, then every newly reached node), so a traversal of
-depth d costs 2 + 2d round trips (schema, start node, then two per level)
-whatever the fan-out. Budgets cut it short with ``truncated`` and the reason.
+The walk handles ids only: each level is ONE read of the frontier's neighbour ids
+(no edge rows, no node views), so a traversal of depth d costs 2 + d round trips
+(schema, start node, one per level) whatever the fan-out, plus one read of the
+admitted nodes' views for the BASIC and FULL views, one of the tree edges' rows for
+FULL with ``include_edges``, and one per budget-sized batch of candidates a step's
+node filter must see. ``max_nodes`` is applied to ids before any view is read.
+Budgets cut the walk short with ``truncated`` and the first reason recorded.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from domain.edge import Direction
 from domain.errors import FieldViolation, Reason, ValidationFailed
 from domain.schema import Schema
 from domain.specifications import MATCH_ALL, Specification, parse_filter
-from domain.views import AdjacencyKey, EdgeView, NodeView
+from domain.views import AdjacencyKey, Detail, EdgeView, NodeView
 from query_service.app.consistency import Consistency, ConsistencyGate
 from query_service.app.ports import ReadModel
 from query_service.app.queries.get_node import node_not_found
-from query_service.loading.loaders import AdjacencyRequest, NaiveLoaders, RequestLoaders
+from query_service.loading.loaders import Loaders, NaiveLoaders, RequestLoaders
 
 MAX_STEPS = 10
 DEFAULT_MAX_NODES, MAX_MAX_NODES = 1000, 10_000
 DEFAULT_FANOUT, MAX_FANOUT = 100, 1000
 DEADLINE_MARGIN = 0.02  # seconds kept back to send what we have
+MIN_FILTER_BATCH = 64  # candidates whose views a step filter reads at once, at least
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Traverse:
     steps: tuple[TraversalStep, ...]
     budget: TraversalBudget = TraversalBudget()
     consistency: Consistency | None = None
+    detail: Detail = Detail.BASIC
+    include_edges: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,17 +66,13 @@ class TraversalLevel:
 
 @dataclass
 class TraversalResult:
-    nodes: list[NodeView] = field(default_factory=list)
-    edges: list[EdgeView] = field(default_factory=list)
+    node_ids: list[str] = field(default_factory=list)  # BFS order, the start first
+    nodes: list[NodeView] = field(default_factory=list)  # in node_ids order; empty for Detail.NAMES
+    edges: list[EdgeView] = field(default_factory=list)  # the BFS tree, when asked for
     levels: list[TraversalLevel] = field(default_factory=list)
     truncated: bool = False
     truncated_reason: str = ""
-
-
-class Loaders(Protocol):
-    async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeView]: ...
-
-    async def get_adjacency(self, requests: Sequence[AdjacencyRequest]) -> list[list[EdgeView]]: ...
+    detail: Detail = Detail.BASIC
 
 
 def _invalid(field_path: str, description: str) -> ValidationFailed:
@@ -95,6 +96,7 @@ class TraverseHandler:
         self._remaining = time_remaining
         self.engine = engine
         self.shadow_mismatches = 0
+        self.last_loaders: RequestLoaders | None = None
 
     async def __call__(self, query: Traverse) -> TraversalResult:
         if not query.steps:
@@ -114,12 +116,14 @@ class TraverseHandler:
         await self._gate.ensure(query.consistency)
         schema = await self._rm.get_schema(query.graph) or Schema(graph=query.graph)
         filters = self._compile(schema, steps)
-        run = lambda loaders: self._walk(loaders, query, steps, filters, max_depth, max_nodes, fanout)  # noqa: E731
+        walk = _Walk(query, steps, filters, max_depth, max_nodes, fanout, self._remaining)
         if self.engine == "naive":
-            return await run(NaiveLoaders(self._rm, query.graph))
-        result = await run(RequestLoaders(self._rm, query.graph))
+            return await walk.run(NaiveLoaders(self._rm, query.graph))
+        loaders = RequestLoaders(self._rm, query.graph)
+        result = await walk.run(loaders)
+        self.last_loaders = loaders  # for tests and the benchmark: what the last walk read
         if self.engine == "shadow":
-            legacy = await run(NaiveLoaders(self._rm, query.graph))
+            legacy = await walk.run(NaiveLoaders(self._rm, query.graph))
             if _fingerprint(legacy) != _fingerprint(result):
                 self.shadow_mismatches += 1
         return result
@@ -142,73 +146,126 @@ class TraverseHandler:
             filters.append(parse_filter(step.node_filter, node_type, field=f"steps[{i}].node_filter"))
         return filters
 
-    async def _walk(self, loaders: Loaders, query: Traverse, steps: Sequence[TraversalStep],
-                    filters: list[Specification], max_depth: int,
-                    max_nodes: int, fanout: int) -> TraversalResult:
-        result = TraversalResult()
-        start = (await loaders.get_nodes([query.start])).get(query.start)
-        if start is None:
-            raise node_not_found(query.graph, [query.start])
-        result.nodes.append(start)
-        result.levels.append(TraversalLevel(0, [start.id]))
-        visited = {start.id}
-        seen_edges: set[tuple[str, str, str]] = set()
-        frontier = [start.id]
+
+
+class _Walk:
+    """One level-synchronous BFS over ids only.
+
+    Per level: ONE ``neighbour_ids`` read for the whole frontier (ids and list lengths, no
+    views), then admission in BFS order until ``max_nodes``; node views are read only for
+    candidates a step filter must see (in budget-sized batches) and, once at the end, for
+    the admitted nodes when the view asks for them. Order within a level: parents in the
+    order of the level before, each parent's neighbours newest first (OUT before IN on a
+    BOTH step); a node met twice keeps its first place.
+    """
+
+    def __init__(self, query: Traverse, steps: Sequence[TraversalStep], filters: list[Specification],
+                 max_depth: int, max_nodes: int, fanout: int, remaining: Callable[[], float | None]) -> None:
+        self.q, self.steps, self.filters = query, steps, filters
+        self.max_depth, self.max_nodes, self.fanout = max_depth, max_nodes, fanout
+        self.remaining = remaining
+
+    async def run(self, loaders: Loaders) -> TraversalResult:
+        q = self.q
+        result = TraversalResult(detail=q.detail)
+        full = q.detail is Detail.FULL
+        if not await loaders.get_nodes([q.start], properties=full):
+            raise node_not_found(q.graph, [q.start])
+        order = [q.start]
+        visited = {q.start}
+        reached_by: dict[str, tuple[str, Direction, str]] = {}  # node -> (parent, direction, edge type)
+        result.levels.append(TraversalLevel(0, [q.start]))
+        frontier = [q.start]
 
         def cut(reason: str) -> None:
             if not result.truncated:
                 result.truncated, result.truncated_reason = True, reason
 
-        for depth, (step, spec) in enumerate(zip(steps, filters), start=1):
+        for depth, (step, spec) in enumerate(zip(self.steps, self.filters), start=1):
             if not frontier:
                 break
-            if depth > max_depth:
+            if depth > self.max_depth:
                 cut("max_depth")
                 break
-            remaining = self._remaining()
-            if remaining is not None and remaining <= DEADLINE_MARGIN:
+            if len(order) >= self.max_nodes:  # full: the next level could only be cut off
+                cut("max_nodes")
+                break
+            left = self.remaining()
+            if left is not None and left <= DEADLINE_MARGIN:
                 cut("deadline")
                 break
-            limit = min(step.per_node_limit or fanout, fanout)
-            directions = [Direction.OUT, Direction.IN] if step.direction is Direction.BOTH else [step.direction]
-            requests = [(AdjacencyKey(n, d, step.edge_type), limit + 1) for n in frontier for d in directions]
-            lists = await loaders.get_adjacency(requests)  # ONE batched read for the level
-            followed: list[tuple[str, EdgeView]] = []
-            for (key, _), edges in zip(requests, lists):
-                if len(edges) > limit:
+            limit = min(step.per_node_limit or self.fanout, self.fanout)
+            directions = (Direction.OUT, Direction.IN) if step.direction is Direction.BOTH else (step.direction,)
+            keys = [AdjacencyKey(n, d, step.edge_type) for n in frontier for d in directions]
+            lists = await loaders.neighbour_ids(keys, limit)  # ONE read for the level
+            candidates: list[str] = []
+            met: set[str] = set()
+            for key in keys:
+                entry = lists.get(key)
+                if entry is None:
+                    continue
+                if entry.total > limit:
                     cut("per_node_fanout")
-                for edge in edges[:limit]:
-                    followed.append((edge.neighbour_of(key.node) if edge.source != edge.target else key.node, edge))
-            new_ids = list(dict.fromkeys(nb for nb, _ in followed if nb not in visited))
-            views = await loaders.get_nodes(new_ids) if new_ids else {}  # ONE batched read for the level
-            admitted: list[str] = []
-            for nb in new_ids:
-                view = views.get(nb)
-                if view is None or not spec.is_satisfied_by(view.properties):
-                    continue
-                if len(result.nodes) >= max_nodes:
+                for nb in entry.ids:
+                    if nb in visited or nb in met:
+                        continue
+                    met.add(nb)
+                    candidates.append(nb)
+                    if q.include_edges:
+                        reached_by[nb] = (key.node, key.direction, step.edge_type)
+            room = self.max_nodes - len(order)
+            if spec is MATCH_ALL:
+                admitted = candidates[:room]
+                if len(candidates) > room:
                     cut("max_nodes")
-                    break
-                admitted.append(nb)
-                visited.add(nb)
-                result.nodes.append(view)
-            reached = set(admitted)
-            for nb, edge in followed:
-                ident = (edge.source, edge.type, edge.target)
-                if ident in seen_edges:
-                    continue
-                if nb in reached or (nb in visited and nb not in new_ids):
-                    seen_edges.add(ident)
-                    result.edges.append(edge)
+            else:
+                admitted = await self._admit_filtered(loaders, candidates, spec, room, cut)
+            order += admitted
+            visited.update(admitted)
             if admitted:
                 result.levels.append(TraversalLevel(depth, admitted))
             frontier = admitted
-            if result.truncated and result.truncated_reason == "max_nodes":
-                break
-            await asyncio.sleep(0)
+        result.node_ids = order
+        if q.detail is not Detail.NAMES:
+            views = await loaders.get_nodes(order, properties=full)  # admitted nodes only
+            result.nodes = [views[i] for i in order if i in views]
+        if q.include_edges:
+            result.edges = await self._tree_edges(loaders, order, reached_by, full)
         return result
+
+    @staticmethod
+    async def _admit_filtered(loaders: Loaders, candidates: list[str], spec: Specification, room: int,
+                              cut: Callable[[str], None]) -> list[str]:
+        admitted: list[str] = []
+        i = 0
+        while i < len(candidates) and len(admitted) < room:
+            batch = candidates[i:i + max(room - len(admitted), MIN_FILTER_BATCH)]
+            i += len(batch)
+            views = await loaders.get_nodes(batch, properties=True)
+            for nb in batch:
+                view = views.get(nb)
+                if view is None or not spec.is_satisfied_by(view.properties):
+                    continue
+                if len(admitted) >= room:
+                    cut("max_nodes")
+                    return admitted
+                admitted.append(nb)
+        if i < len(candidates):
+            cut("max_nodes")  # the budget filled up with candidates left unexamined
+        return admitted
+
+    async def _tree_edges(self, loaders: Loaders, order: list[str],
+                          reached_by: dict[str, tuple[str, Direction, str]], full: bool) -> list[EdgeView]:
+        triples = []
+        for node in order[1:]:
+            parent, direction, edge_type = reached_by[node]
+            triples.append((parent, edge_type, node) if direction is Direction.OUT else (node, edge_type, parent))
+        if full:  # properties and create times come from the edge rows: one read for the tree
+            found = await loaders.get_edges(triples)
+            return [found[t] for t in triples if t in found]
+        return [EdgeView(self.q.graph, s, t, d, {}, None) for s, t, d in triples]
 
 
 def _fingerprint(result: TraversalResult) -> tuple:
-    return (tuple(n.id for n in result.nodes), tuple((e.source, e.type, e.target) for e in result.edges),
+    return (tuple(result.node_ids), tuple((e.source, e.type, e.target) for e in result.edges),
             result.truncated, result.truncated_reason)

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from domain.edge import Direction
+from domain.errors import Reason, ValidationFailed
+from domain.views import Detail
+from edgewise.graph.v1 import resources_pb2 as pb
 from edgewise.graph.v1 import query_service_pb2 as qpb
 from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
 from infrastructure.grpc.convert import (
@@ -35,6 +38,23 @@ from query_service.app.queries.traverse import Traverse, TraversalBudget, Traver
 from query_service.app.queries.watch_events import WatchEvents
 
 SERVICE_NAME = "edgewise.graph.v1.GraphQueryService"
+
+_DETAIL = {qpb.NODE_VIEW_NAMES: Detail.NAMES, qpb.NODE_VIEW_BASIC: Detail.BASIC, qpb.NODE_VIEW_FULL: Detail.FULL}
+
+
+def _detail(request, default: Detail) -> Detail:
+    """The request's AIP-157 view; unspecified means the RPC's documented default."""
+    if request.view == qpb.NODE_VIEW_UNSPECIFIED:
+        return default
+    detail = _DETAIL.get(request.view)
+    if detail is None:
+        raise ValidationFailed.of("view", f"unknown view {request.view}", reason=Reason.INVALID_ARGUMENT)
+    return detail
+
+
+def _nodes(views, detail: Detail) -> list:
+    full = detail is Detail.FULL
+    return [node_to_proto(v, properties=full) for v in views]
 
 
 def _consistency(request) -> Consistency | None:
@@ -66,8 +86,12 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
     async def BatchGetNodes(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")
         ids = tuple(parse_node_name_in(graph, n, field=f"names[{i}]") for i, n in enumerate(request.names))
-        views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request)))
-        return qpb.BatchGetNodesResponse(nodes=[node_to_proto(v) for v in views])
+        detail = _detail(request, Detail.FULL)
+        if detail is Detail.NAMES:  # existence is still checked: a missing name fails the call
+            views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request), Detail.NAMES))
+            return qpb.BatchGetNodesResponse(nodes=[pb.Node(name=node_name(graph, v.id)) for v in views])
+        views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request), detail))
+        return qpb.BatchGetNodesResponse(nodes=_nodes(views, detail))
 
     async def GetEdge(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")
@@ -84,14 +108,16 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
 
     async def ListEdges(self, request, context):
         graph, node = parse_node_name(request.name, field="name")
+        detail = _detail(request, Detail.BASIC)
         page = await self._q.list_edges(ListEdges(
             graph=graph, node_id=node, direction=direction_from_proto(request.direction),
             edge_type=request.edge_type or None, created_after=optional_datetime(request, "created_after"),
             created_before=optional_datetime(request, "created_before"), page_size=request.page_size,
-            page_token=request.page_token, include_neighbors=request.include_neighbors,
-            consistency=_consistency(request)))
+            page_token=request.page_token,
+            include_neighbors=request.include_neighbors and detail is not Detail.NAMES,
+            neighbor_detail=detail, consistency=_consistency(request)))
         return qpb.ListEdgesResponse(edges=[edge_to_proto(e) for e in page.edges],
-                                     neighbors=[node_to_proto(n) for n in page.neighbors],
+                                     neighbors=_nodes(page.neighbors, detail),
                                      next_page_token=page.next_page_token)
 
     async def ListNodes(self, request, context):
@@ -111,14 +137,21 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
                           node_filter=s.node_filter, per_node_limit=s.per_node_limit, repeat=s.repeat)
             for i, s in enumerate(request.steps))
         b = request.budget
+        detail = _detail(request, Detail.BASIC)
         result = await self._q.traverse(Traverse(
             graph=graph, start=start, steps=steps,
             budget=TraversalBudget(max_depth=b.max_depth, max_nodes=b.max_nodes, per_node_fanout=b.per_node_fanout),
-            consistency=_consistency(request)))
+            consistency=_consistency(request), detail=detail, include_edges=request.include_edges))
+        prefix = f"graphs/{graph}/nodes/"  # names are built once per node, by concatenation
+        names = {i: prefix + i for i in result.node_ids}
+        if detail is Detail.NAMES:
+            nodes = [pb.Node(name=names[i]) for i in result.node_ids]
+        else:
+            nodes = _nodes(result.nodes, detail)
         return qpb.TraverseResponse(
-            nodes=[node_to_proto(n) for n in result.nodes], edges=[edge_to_proto(e) for e in result.edges],
+            nodes=nodes, edges=[edge_to_proto(e) for e in result.edges],
             truncated=result.truncated, truncated_reason=result.truncated_reason,
-            levels=[qpb.TraversalLevel(depth=lv.depth, node_names=[node_name(graph, i) for i in lv.node_ids])
+            levels=[qpb.TraversalLevel(depth=lv.depth, node_names=[names[i] for i in lv.node_ids])
                     for lv in result.levels])
 
     async def FindPath(self, request, context):
@@ -127,9 +160,12 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
         result = await self._q.find_path(FindPath(
             graph=graph, source=source, target=target, edge_types=tuple(request.edge_types),
             direction=direction_from_proto(request.direction, default=Direction.OUT, allow_both=True),
-            max_depth=request.max_depth, consistency=_consistency(request)))
+            max_depth=request.max_depth, consistency=_consistency(request),
+            detail=_detail(request, Detail.NAMES)))
         return qpb.FindPathResponse(node_names=[node_name(graph, i) for i in result.node_ids],
-                                    edges=[edge_to_proto(e) for e in result.edges], found=result.found)
+                                    edges=[edge_to_proto(e) for e in result.edges], found=result.found,
+                                    nodes=_nodes(result.nodes, result.detail), truncated=result.truncated,
+                                    truncated_reason=result.truncated_reason)
 
     async def WatchEvents(self, request, context) -> AsyncIterator[qpb.WatchEventsResponse]:
         graph = parse_graph_name(request.parent, field="parent")

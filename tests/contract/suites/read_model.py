@@ -4,6 +4,8 @@ every access path. State is built by projecting events through ``ProjectionStore
 
 from __future__ import annotations
 
+import pytest
+
 from domain.edge import Direction
 from domain.views import AccessKind, AdjacencyKey, NodeAccess
 from tests.contract.suites.read_fixtures import ReadModelFixture
@@ -35,8 +37,9 @@ class ReadModelContract(ReadModelFixture):
                                 ev.unlink("a", "b"), ev.unlink("c", "a"),  # a tombstoning delete's late removals
                                 create_a, ev.link("a", "b")])  # replayed events older than the tombstone
         assert await rm.get_nodes("g", ["a"]) == {}
-        lists = await rm.adjacency_many("g", [AdjacencyKey("b", Direction.IN), AdjacencyKey("c", Direction.OUT)], 10)
-        assert all(v == [] for v in lists.values())
+        lists = await rm.neighbour_ids("g", [AdjacencyKey("b", Direction.IN, "follows"),
+                                             AdjacencyKey("c", Direction.OUT, "follows")], 10)
+        assert lists == {}
         assert await rm.count_edges("g", "b", "follows", Direction.IN) == 0
         assert await rm.get_edge("g", "a", "follows", "b") is None
         await self.seed(store, [ev.create("a", age=9)], start=20)  # a re-create continues the version
@@ -61,12 +64,6 @@ class ReadModelContract(ReadModelFixture):
                                 *[ev.link("n0", f"n{i}", weight=i) for i in range(1, 6)],
                                 ev.link("n1", "n0")])
         key = AdjacencyKey("n0", Direction.OUT, "follows")
-        before = rm.round_trips
-        many = await rm.adjacency_many("g", [key, AdjacencyKey("n0", Direction.IN), AdjacencyKey("n9", Direction.IN)], 3)
-        assert rm.round_trips == before + 1
-        assert [e.target for e in many[key]] == ["n5", "n4", "n3"]
-        assert [(e.source, e.target) for e in many[AdjacencyKey("n0", Direction.IN)]] == [("n1", "n0")]
-        assert many[AdjacencyKey("n9", Direction.IN)] == []
         page1 = await rm.list_adjacency("g", key, limit=2)
         page2 = await rm.list_adjacency("g", key, limit=10, after=page1[-1][0])
         assert [e.target for _, e in page1 + page2] == ["n5", "n4", "n3", "n2", "n1"]
@@ -76,6 +73,58 @@ class ReadModelContract(ReadModelFixture):
         edge = await rm.get_edge("g", "n0", "follows", "n2")
         assert edge.properties == {"weight": 2} and edge.source == "n0"
 
+
+    async def test_neighbour_ids_newest_first_with_list_lengths_in_one_round_trip(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), *[ev.create(f"n{i}") for i in range(6)],
+                                *[ev.link("n0", f"n{i}", weight=i) for i in range(1, 6)], ev.link("n1", "n0")])
+        out, into = AdjacencyKey("n0", Direction.OUT, "follows"), AdjacencyKey("n0", Direction.IN, "follows")
+        before = rm.round_trips
+        got = await rm.neighbour_ids("g", [out, into, AdjacencyKey("n9", Direction.IN, "follows"), out], 3)
+        assert rm.round_trips == before + 1
+        assert got == {out: (["n5", "n4", "n3"], 5), into: (["n1"], 1)}  # empty lists are absent
+        assert (await rm.neighbour_ids("g", [out], None))[out] == (["n5", "n4", "n3", "n2", "n1"], 5)
+        assert await rm.neighbour_ids("other", [out], None) == {}
+        with pytest.raises(ValueError):
+            await rm.neighbour_ids("g", [AdjacencyKey("n0", Direction.OUT)], 3)  # lists are per edge type
+
+    async def test_long_lists_keep_their_order_through_adds_and_removes(self, adapters):
+        """Thousands of edges on one node, added in batches, then removed old, new and in the
+        middle, re-added, and a neighbour deleted: the list stays exact, newest first."""
+        rm, store = adapters
+        ev = Events()
+        n = 4500
+        position = await self.seed(store, [ev.schema(), ev.create("hub"), *[ev.create(f"f{i}") for i in range(n)]])
+        expected: list[str] = []  # oldest first
+        for lo in range(0, n, 700):  # batches of the projector's size and more
+            batch = [ev.link(f"f{i}", "hub") for i in range(lo, min(n, lo + 700))]
+            position = await self.seed(store, batch, start=position + 1)
+            expected += [e.source for e in batch]
+        gone = ["f0", "f1", "f2500", f"f{n - 1}", *[f"f{i}" for i in range(1000, 1400)]]
+        position = await self.seed(store, [ev.unlink(f, "hub") for f in gone], start=position + 1)
+        expected = [f for f in expected if f not in gone]
+        position = await self.seed(store, [ev.link("f1", "hub"), ev.delete("f7")], start=position + 1)
+        expected = [f for f in expected if f != "f7"] + ["f1"]
+        key = AdjacencyKey("hub", Direction.IN, "follows")
+        everything = (await rm.neighbour_ids("g", [key], None))[key]
+        assert everything.total == len(expected) == await rm.count_edges("g", "hub", "follows", Direction.IN)
+        assert everything.ids == expected[::-1]
+        first = (await rm.neighbour_ids("g", [key], 1000))[key]
+        assert first == (expected[::-1][:1000], len(expected))
+        position = await self.seed(store, [ev.unlink(f, "hub") for f in expected], start=position + 1)
+        assert await rm.neighbour_ids("g", [key], None) == {}
+
+    async def test_nodes_without_properties_and_edges_by_key(self, adapters):
+        rm, store = adapters
+        ev = Events()
+        await self.seed(store, [ev.schema(), ev.create("a", age=1), ev.create("b"), ev.link("a", "b", weight=3)])
+        basic = (await rm.get_nodes("g", ["a"], properties=False))["a"]
+        assert basic.properties == {} and basic.version == 1 and basic.edge_counts == {("follows", Direction.OUT): 1}
+        before = rm.round_trips
+        edges = await rm.get_edges("g", [("a", "follows", "b"), ("b", "follows", "a")])
+        assert rm.round_trips == before + 1
+        assert list(edges) == [("a", "follows", "b")] and edges[("a", "follows", "b")].properties == {"weight": 3}
 
     async def test_scan_nodes_by_every_access_path(self, adapters):
         rm, store = adapters

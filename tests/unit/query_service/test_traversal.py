@@ -33,13 +33,14 @@ def out(depth_steps, **kw):
 async def test_round_trips_are_o_depth_whatever_the_fanout(world, fanout):
     await build_tree(world, fanout, 3)
     world.rm.round_trips = 0
-    result = await world.q.traverse(Traverse("g", "n0", out(3), TraversalBudget(max_nodes=10_000, per_node_fanout=100)))
+    result = await world.q.traverse(Traverse("g", "n0", out(3), TraversalBudget(max_nodes=10_000, per_node_fanout=100),
+                                             include_edges=True))
     assert len(result.nodes) == 1 + fanout + fanout**2 + fanout**3
     assert not result.truncated
-    # schema + start node + (adjacency + nodes) per level
-    assert world.rm.round_trips == 2 + 2 * 3
+    # schema + start node + one ids-only read per level + the admitted nodes' views (BASIC)
+    assert world.rm.round_trips == 2 + 3 + 1
     assert [lv.depth for lv in result.levels] == [0, 1, 2, 3]
-    assert len(result.edges) == fanout + fanout**2 + fanout**3
+    assert len(result.edges) == fanout + fanout**2 + fanout**3  # the BFS tree: one edge per node reached
 
 
 async def test_naive_engine_costs_one_read_per_node(world):
@@ -48,7 +49,8 @@ async def test_naive_engine_costs_one_read_per_node(world):
     world.rm.round_trips = 0
     result = await world.q.traverse(Traverse("g", "n0", out(2)))
     assert len(result.nodes) == 13
-    assert world.rm.round_trips == 1 + 1 + (1 + 3) + (3 + 9)
+    # schema + start node + one read per adjacency list (1, then 3) + one per node view (13)
+    assert world.rm.round_trips == 1 + 1 + (1 + 3) + 13
 
 
 async def test_shadow_engine_matches(world):
@@ -161,14 +163,13 @@ class _Latest:
 
 
 async def test_find_path_is_not_hidden_by_edges_of_types_it_does_not_follow(world):
-    """With several edge types the lists are read per type: one list of every type, cut at
-    the per-node limit, was filled by newer edges of another type and the path vanished."""
+    """The lists are read per type and whole: newer edges of another type never hide a path."""
     await world.write(*[world.ev.create(n) for n in ("s", "t", "x1", "x2", "y1", "y2")],
                       world.ev.link("s", "t"),  # the oldest edge of both ends
                       *[world.ev.link(a, b, edge_type="blocks") for a, b in
                         (("x1", "t"), ("x2", "t"), ("s", "y1"), ("s", "y2"))])
-    handler = FindPathHandler(world.rm, _Latest(), per_node_limit=2)
+    handler = FindPathHandler(world.rm, _Latest())
     world.rm.round_trips = 0
     result = await handler(FindPath("g", "s", "t", edge_types=("follows", "owns")))
-    assert result.found and result.node_ids == ["s", "t"]
-    assert world.rm.round_trips == 2  # both ends, then one read for both types of s
+    assert result.found and result.node_ids == ["s", "t"] and not result.truncated
+    assert world.rm.round_trips == 3  # both ends, one read for both types of s, the path's edge rows
