@@ -19,7 +19,7 @@ CHECKPOINTS_TABLE = "rm_checkpoints"
 
 # The read model's tables, named once: in the DDL the query service creates them with.
 READ_MODEL_TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (rm_\w+)", READ_MODEL_DDL))
-DATA_TABLES = tuple(t for t in READ_MODEL_TABLES if t != CHECKPOINTS_TABLE)
+DATA_TABLES = tuple(t for t in READ_MODEL_TABLES if t not in (CHECKPOINTS_TABLE, "rm_layout"))
 
 
 def rebuild_read_model(db_path: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ in ``Settings.from_env``; nothing here falls back silently.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 from domain.ports import EventLog
@@ -13,7 +14,7 @@ from infrastructure.config import Settings
 from infrastructure.grpc.context import time_remaining
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
 from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, SqliteEventLog
-from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL, SqliteProjectionStore, SqliteReadModel
+from infrastructure.persistence.sqlite.read_model import SqliteProjectionStore, SqliteReadModel, prepare_read_model
 from infrastructure.tokens import TokenSigner
 from query_service.app.application import Queries, QueryApplication
 from query_service.app.consistency import ConsistencyGate
@@ -34,6 +35,8 @@ from query_service.projection.progress import ProjectionProgress
 from query_service.projection.projector import PROJECTOR_NAME, Projector
 
 READER_POOL_SIZE = 4
+
+_log = logging.getLogger("edgewise.query.bootstrap")
 
 
 def build_application(*, read_model: ReadModel, store: ProjectionStore, event_log: EventLog, signer: TokenSigner,
@@ -70,7 +73,10 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
 async def bootstrap(settings: Settings) -> QueryApplication:
     writer = await SqliteConnection(settings.db_path, name="sqlite-read-model-writer").open()
     # The query service may start before the command service: create what it reads.
-    await writer.execute_script(EVENT_LOG_DDL + READ_MODEL_DDL)
+    await writer.execute_script(EVENT_LOG_DDL)
+    if await writer.run(prepare_read_model):
+        _log.warning("the read model in %s had an older table layout: dropped, the projector rebuilds it "
+                     "from the event log", settings.db_path)
     readers = await SqliteReaderPool(settings.db_path, size=READER_POOL_SIZE).open()
     store = SqliteProjectionStore(writer)
     app = build_application(

@@ -20,7 +20,7 @@ from domain.events import event_to_dict
 from domain.node import etag_for
 from domain.ports import LoggedEvent
 from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
-from domain.values import PropertyKind, PropertyValue
+from domain.values import PropertyKind, PropertyValue, epoch_micros
 from edgewise.graph.v1 import resources_pb2 as pb
 from infrastructure.grpc.names import graph_name, node_name, schema_name
 
@@ -51,8 +51,16 @@ def timestamp_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(timezone.utc))
+    set_timestamp(ts, value)
     return ts
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Fill a Timestamp field in place, exactly (integer microseconds; no calendar module:
+    ``Timestamp.FromDatetime`` showed as 8 % of a 1,000-node traversal response)."""
+    seconds, micros = divmod(epoch_micros(value), 1_000_000)
+    target.seconds = seconds
+    target.nanos = micros * 1000
 
 
 def datetime_from_proto(ts: timestamp_pb2.Timestamp, field_path: str = "timestamp") -> datetime:
@@ -139,24 +147,31 @@ def direction_from_proto(value: int, field_path: str = "direction", *, default: 
 
 def node_to_proto(view: Any, *, properties: bool = True) -> pb.Node:
     """A node view as a message; without ``properties``, the BASIC view (AIP-157)."""
-    msg = pb.Node(name=node_name(view.graph, view.id), type=view.type, etag=etag_for(view.version))
-    if properties:
+    msg = pb.Node(name=f"graphs/{view.graph}/nodes/{view.id}", type=view.type, etag=etag_for(view.version))
+    if properties and view.properties:
         properties_to_proto(view.properties, msg.properties)
     if view.create_time is not None:
-        msg.create_time.CopyFrom(timestamp_to_proto(view.create_time))
+        set_timestamp(msg.create_time, view.create_time)
     if view.update_time is not None:
-        msg.update_time.CopyFrom(timestamp_to_proto(view.update_time))
-    for (edge_type, direction), count in sorted(getattr(view, "edge_counts", {}).items(),
-                                                key=lambda kv: (kv[0][0], kv[0][1].value)):
-        msg.edge_counts.add(edge_type=edge_type, direction=direction_to_proto(direction), count=count)
+        set_timestamp(msg.update_time, view.update_time)
+    counts = getattr(view, "edge_counts", None)
+    if counts:
+        add = msg.edge_counts.add
+        for (edge_type, direction), count in sorted(counts.items(), key=_count_order):
+            add(edge_type=edge_type, direction=_DIR_TO_PROTO[direction], count=count)
     return msg
+
+
+def _count_order(item: tuple[tuple[str, Direction], int]) -> tuple[str, str]:
+    return item[0][0], item[0][1].value
 
 
 def edge_to_proto(edge: Any) -> pb.Edge:
     msg = pb.Edge(source=node_name(edge.graph, edge.source), type=edge.type, target=node_name(edge.graph, edge.target))
-    properties_to_proto(edge.properties, msg.properties)
+    if edge.properties:
+        properties_to_proto(edge.properties, msg.properties)
     if edge.create_time is not None:
-        msg.create_time.CopyFrom(timestamp_to_proto(edge.create_time))
+        set_timestamp(msg.create_time, edge.create_time)
     return msg
 
 

@@ -87,7 +87,8 @@ async def test_rebuild_covers_every_read_model_table(tmp_path):
     created = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'rm_%'")}
     conn.close()
     assert created == set(READ_MODEL_TABLES)
-    assert "rm_checkpoints" not in DATA_TABLES and len(DATA_TABLES) == len(READ_MODEL_TABLES) - 1
+    assert "rm_checkpoints" not in DATA_TABLES and "rm_layout" not in DATA_TABLES
+    assert len(DATA_TABLES) == len(READ_MODEL_TABLES) - 2  # the checkpoints and the layout version stay
 
 
 async def test_status_on_the_command_side_store_then_after_projection(tmp_path, capsys):
@@ -206,6 +207,7 @@ async def test_rebuild_then_a_fresh_query_service_reproduces_the_read_model(tmp_
     assert out["deleted_rows"]["rm_nodes"] == len(before["rm_nodes"])
     emptied = dump(path)
     assert emptied.pop("rm_checkpoints") == [("read_model", 0)]
+    assert emptied.pop("rm_layout") == before["rm_layout"]  # the layout did not change
     assert all(rows == [] for rows in emptied.values())
     code, status, _ = call_main(capsys, "status", "--db", path)
     assert status["projection_lag_events"] == head

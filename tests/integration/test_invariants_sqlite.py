@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from infrastructure.persistence.sqlite.read_model import unpack_counts
+
 from command_service.app.commands.apply_schema import ApplySchema
 from command_service.app.commands.batch_write import BatchWrite
 from command_service.app.commands.delete_node import DeleteNode
@@ -42,7 +44,7 @@ from tests.query_support import SECRET
 pytestmark = pytest.mark.integration
 
 LIMITS = TransactionLimits(max_edges_per_transaction=10)
-READ_TABLES = ("rm_nodes", "rm_edge_counts", "rm_adjacency", "rm_node_index", "rm_schemas")
+READ_TABLES = ("rm_nodes", "rm_adjacency", "rm_adjacency_chunks", "rm_node_index", "rm_schemas")
 
 
 @pytest.fixture
@@ -113,9 +115,17 @@ def check_write_model(path: str) -> None:
 def check_read_model(path: str) -> None:
     adjacency = rows(path, "SELECT graph, node, direction, edge_type, neighbour FROM rm_adjacency")
     counted = Counter((g, n, t, d) for g, n, d, t, _ in adjacency)
-    stored = {(g, n, t, d): c for g, n, t, d, c in rows(path, "SELECT graph, node, edge_type, direction, count "
-                                                             "FROM rm_edge_counts")}
+    stored = {(g, n, t, d.value): c for g, n, text in rows(path, "SELECT graph, id, edge_counts FROM rm_nodes")
+              for (t, d), c in unpack_counts(text).items()}
     assert stored == dict(counted), "node views' edge counts differ from the adjacency rows"
+    chunked = Counter()
+    for g, n, d, t, chunk, total, ids in rows(path, "SELECT graph, node, direction, edge_type, chunk, total, ids "
+                                                    "FROM rm_adjacency_chunks"):
+        for nb in ids.split(" "):
+            chunked[(g, n, d, t, nb)] += 1
+        if chunk == 0:
+            assert total == counted[(g, n, t, d)], f"id chunks of {n} {d} {t} say {total} edges"
+    assert chunked == Counter(adjacency), "the id chunks differ from the adjacency rows"
     halves = set(adjacency)
     for g, n, d, t, nb in adjacency:
         other = "IN" if d == "OUT" else "OUT"
@@ -228,7 +238,8 @@ async def test_deleting_both_ends_of_symmetric_edges_in_one_batch(world):
     await w.commands.dispatch(BatchWrite(GRAPH, (DeleteNode(GRAPH, "a"), DeleteNode(GRAPH, "b"))))
     await check_everything(w)
     assert rows(w.path, "SELECT COUNT(*) FROM edge_counters") == [(0,)]
-    assert rows(w.path, "SELECT COUNT(*) FROM rm_edge_counts") == [(0,)]
+    assert rows(w.path, "SELECT COUNT(*) FROM rm_nodes WHERE edge_counts != ''") == [(0,)]
+    assert rows(w.path, "SELECT COUNT(*) FROM rm_adjacency_chunks") == [(0,)]
 
 
 # --- background cascade racing new writes ----------------------------------------------------

@@ -27,7 +27,7 @@ def dump(path: str) -> dict:
     conn = sqlite3.connect(path)
     try:
         return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in
-                ("rm_nodes", "rm_edge_counts", "rm_adjacency", "rm_node_index", "rm_schemas")}
+                ("rm_nodes", "rm_adjacency", "rm_adjacency_chunks", "rm_node_index", "rm_schemas")}
     finally:
         conn.close()
 
@@ -140,3 +140,24 @@ async def test_a_waiting_reader_wakes_the_projector(tmp_path):
         application.projector.stop()
         await task
         await application.close()
+
+
+def test_a_read_model_of_another_layout_is_dropped_and_rebuilt_from_the_log(tmp_path):
+    from infrastructure.persistence.sqlite.read_model import READ_MODEL_LAYOUT, prepare_read_model
+    conn = sqlite3.connect(str(tmp_path / "old.db"), isolation_level=None)
+    # the layout before id chunks: node rows without packed counts, and a projector far along
+    conn.executescript("CREATE TABLE rm_nodes (graph TEXT, id TEXT, PRIMARY KEY (graph, id));"
+                       "CREATE TABLE rm_checkpoints (projector TEXT PRIMARY KEY, position INTEGER NOT NULL);"
+                       "INSERT INTO rm_nodes VALUES ('g', 'a'); INSERT INTO rm_checkpoints VALUES ('read_model', 5);")
+    assert prepare_read_model(conn) is True
+    assert "edge_counts" in {r[1] for r in conn.execute("PRAGMA table_info(rm_nodes)")}
+    assert conn.execute("SELECT COUNT(*) FROM rm_nodes").fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM rm_checkpoints").fetchone() == (0,)  # replay from the start
+    assert conn.execute("SELECT version FROM rm_layout").fetchall() == [(READ_MODEL_LAYOUT,)]
+    conn.execute("INSERT INTO rm_checkpoints VALUES ('read_model', 7)")
+    assert prepare_read_model(conn) is False  # the current layout is left alone
+    assert conn.execute("SELECT position FROM rm_checkpoints").fetchone() == (7,)
+    fresh = sqlite3.connect(str(tmp_path / "new.db"), isolation_level=None)
+    assert prepare_read_model(fresh) is False  # a new file has nothing to rebuild
+    conn.close()
+    fresh.close()

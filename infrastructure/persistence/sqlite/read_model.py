@@ -25,6 +25,10 @@ from domain.schema import Schema, schema_from_dict
 from domain.values import PropertyValue, epoch_micros, from_epoch_micros, properties_from_json, properties_json
 from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
 
+# The read model's table layout. A file projected under another layout is rebuilt from the
+# event log at start-up (``prepare_read_model``): the read model is derived data.
+READ_MODEL_LAYOUT = 2
+
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_nodes (
     graph       TEXT NOT NULL,
@@ -35,18 +39,12 @@ CREATE TABLE IF NOT EXISTS rm_nodes (
     create_time TEXT NOT NULL,
     update_time TEXT NOT NULL,
     deleted     INTEGER NOT NULL DEFAULT 0,
+    -- the node's edge counts, packed "type DIRECTION count" lines (only counts > 0): a
+    -- view is ONE row, so reading 1,000 nodes is 1,000 index seeks, not 2,000
+    edge_counts TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (graph, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rm_nodes_by_type ON rm_nodes (graph, type, deleted, id);
-
-CREATE TABLE IF NOT EXISTS rm_edge_counts (
-    graph     TEXT NOT NULL,
-    node      TEXT NOT NULL,
-    edge_type TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    count     INTEGER NOT NULL,
-    PRIMARY KEY (graph, node, edge_type, direction)
-) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS rm_adjacency (
     graph       TEXT NOT NULL,
@@ -100,7 +98,11 @@ CREATE TABLE IF NOT EXISTS rm_checkpoints (
     projector TEXT PRIMARY KEY,
     position  INTEGER NOT NULL
 );
-"""
+
+CREATE TABLE IF NOT EXISTS rm_layout (
+    version INTEGER NOT NULL
+);
+""" + f"INSERT INTO rm_layout (version) SELECT {READ_MODEL_LAYOUT} WHERE NOT EXISTS (SELECT 1 FROM rm_layout);\n"
 
 # SQLite's default host-parameter limit is 32766; stay far below it.
 MAX_KEYS_PER_STATEMENT = 500
@@ -115,13 +117,16 @@ HEAD_MAX = 2 * HEAD_MIN
 ID_SEPARATOR = " "
 
 
+_DIRECTIONS = {d.value: d for d in Direction}
+
+
 def _us(value: datetime) -> int:
     return epoch_micros(value)
 
 
 def _ts(text: str) -> datetime:
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _chunks(items: Sequence[Any], size: int = MAX_KEYS_PER_STATEMENT) -> list[Sequence[Any]]:
@@ -140,27 +145,29 @@ def _edge_from_row(graph: str, row: sqlite3.Row) -> EdgeView:
                     create_time=from_epoch_micros(row["create_us"]))
 
 
-def _counts_sync(conn: sqlite3.Connection, graph: str,
-                 ids: Sequence[str]) -> dict[str, dict[tuple[str, Direction], int]]:
-    counts: dict[str, dict[tuple[str, Direction], int]] = {}
-    for chunk in _chunks(list(dict.fromkeys(ids))):
-        marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT node, edge_type, direction, count FROM rm_edge_counts "
-                              f"WHERE graph = ? AND count > 0 AND node IN ({marks})", (graph, *chunk)):
-            counts.setdefault(r["node"], {})[(r["edge_type"], Direction(r["direction"]))] = int(r["count"])
+def unpack_counts(text: str) -> dict[tuple[str, Direction], int]:
+    counts: dict[tuple[str, Direction], int] = {}
+    if text:
+        for line in text.split("\n"):
+            edge_type, direction, count = line.split(" ")
+            counts[(edge_type, _DIRECTIONS[direction])] = int(count)
     return counts
+
+
+def pack_counts(counts: dict[tuple[str, str], int]) -> str:
+    return "\n".join(f"{t} {d} {c}" for (t, d), c in sorted(counts.items()) if c > 0)
 
 
 def _nodes_sync(conn: sqlite3.Connection, graph: str, ids: Sequence[str], *,
                 properties: bool = True) -> dict[str, NodeView]:
-    rows: list[sqlite3.Row] = []
-    columns = "*" if properties else "graph, id, type, '{}' AS properties, version, create_time, update_time"
+    out: dict[str, NodeView] = {}
+    columns = "*" if properties else _BASIC_COLUMNS
     for chunk in _chunks(list(dict.fromkeys(ids)), MAX_NODES_PER_ID_STATEMENT):
         marks = ",".join("?" * len(chunk))
-        rows += conn.execute(f"SELECT {columns} FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
-                             (graph, *chunk)).fetchall()
-    counts = _counts_sync(conn, graph, [r["id"] for r in rows])
-    return {r["id"]: _node_from_row(r, counts.get(r["id"], {})) for r in rows}
+        for r in conn.execute(f"SELECT {columns} FROM rm_nodes WHERE graph = ? AND deleted = 0 AND id IN ({marks})",
+                              (graph, *chunk)):
+            out[r["id"]] = _node_from_row(r)
+    return out
 
 
 def neighbour_ids_sync(conn: sqlite3.Connection, graph: str, keys: Sequence[AdjacencyKey],
@@ -250,10 +257,15 @@ def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[in
     return sql, params
 
 
-def _node_from_row(row: sqlite3.Row, counts: dict[tuple[str, Direction], int]) -> NodeView:
+_BASIC_COLUMNS = "graph, id, type, '{}' AS properties, version, create_time, update_time, edge_counts"
+
+
+def _node_from_row(row: sqlite3.Row) -> NodeView:
+    text = row["properties"]
     return NodeView(graph=row["graph"], id=row["id"], type=row["type"],
-                    properties=properties_from_json(row["properties"]), version=int(row["version"]),
-                    create_time=_ts(row["create_time"]), update_time=_ts(row["update_time"]), edge_counts=counts)
+                    properties={} if text == "{}" else properties_from_json(text), version=row["version"],
+                    create_time=_ts(row["create_time"]), update_time=_ts(row["update_time"]),
+                    edge_counts=unpack_counts(row["edge_counts"]))
 
 
 class SqliteReadModel:
@@ -299,9 +311,9 @@ class SqliteReadModel:
 
     async def count_edges(self, graph: str, node: str, edge_type: str, direction: Direction) -> int:
         def q(c: sqlite3.Connection) -> int:
-            row = c.execute("SELECT count FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? "
-                            "AND direction = ?", (graph, node, edge_type, direction.value)).fetchone()
-            return int(row["count"]) if row else 0
+            row = c.execute("SELECT edge_counts FROM rm_nodes WHERE graph = ? AND id = ? AND deleted = 0",
+                            (graph, node)).fetchone()
+            return unpack_counts(row[0]).get((edge_type, direction), 0) if row else 0
         return await self._run(q)
 
     async def list_adjacency(self, graph: str, key: AdjacencyKey, *, limit: int,
@@ -355,10 +367,8 @@ class SqliteReadModel:
         range_scan = kind == "INDEX_RANGE"
 
         def q(c: sqlite3.Connection) -> list[tuple[tuple, NodeView]]:
-            rows = c.execute(sql, params).fetchall()
-            counts = _counts_sync(c, graph, [r["id"] for r in rows])  # same hop
-            return [((r["index_value"], r["id"]) if range_scan else (r["id"],),
-                     _node_from_row(r, counts.get(r["id"], {}))) for r in rows]
+            return [((r["index_value"], r["id"]) if range_scan else (r["id"],), _node_from_row(r))
+                    for r in c.execute(sql, params)]
         return await self._run(q)
 
 
@@ -456,15 +466,30 @@ class SqliteProjectionTransaction:
             self.c.executemany(_UPSERT_CHUNK, upserts)
             self.c.executemany("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
                                "AND edge_type = ?", emptied)
-        deltas = [(*key, delta) for key, delta in self._count_deltas.items() if delta]
+        per_node: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        for (graph, node, edge_type, direction), delta in self._count_deltas.items():
+            if delta:
+                per_node.setdefault((graph, node), {})[(edge_type, direction)] = delta
         self._count_deltas.clear()
-        if not deltas:
+        if not per_node:
             return
-        self.c.executemany(
-            "INSERT INTO rm_edge_counts (graph, node, edge_type, direction, count) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (graph, node, edge_type, direction) DO UPDATE SET count = count + excluded.count", deltas)
-        self.c.executemany("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ? AND edge_type = ? "
-                           "AND direction = ? AND count <= 0", [d[:4] for d in deltas if d[4] < 0])
+        current: dict[tuple[str, str], str] = {}
+        by_graph: dict[str, list[str]] = {}
+        for graph, node in per_node:
+            by_graph.setdefault(graph, []).append(node)
+        for graph, nodes in by_graph.items():  # the nodes' packed counts, read set-based
+            for part in _chunks(nodes, MAX_NODES_PER_ID_STATEMENT):
+                for node, text in self.c.execute(
+                        f"SELECT id, edge_counts FROM rm_nodes WHERE graph = ? AND id IN ({','.join('?' * len(part))})",
+                        (graph, *part)):
+                    current[(graph, node)] = text
+        updates = []
+        for (graph, node), deltas in per_node.items():
+            counts = {(t, d.value): c for (t, d), c in unpack_counts(current.get((graph, node), "")).items()}
+            for key, delta in deltas.items():
+                counts[key] = counts.get(key, 0) + delta
+            updates.append((pack_counts(counts), graph, node))
+        self.c.executemany("UPDATE rm_nodes SET edge_counts = ? WHERE graph = ? AND id = ?", updates)
 
     def adjacency_of(self, graph: str, node: str) -> list[tuple[Direction, str, str]]:
         return [(Direction(r["direction"]), r["edge_type"], r["neighbour"]) for r in self.c.execute(
@@ -473,7 +498,7 @@ class SqliteProjectionTransaction:
     def drop_node_adjacency(self, graph: str, node: str) -> None:
         self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ?", (graph, node))
         self.c.execute("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ?", (graph, node))
-        self.c.execute("DELETE FROM rm_edge_counts WHERE graph = ? AND node = ?", (graph, node))
+        self.c.execute("UPDATE rm_nodes SET edge_counts = '' WHERE graph = ? AND id = ?", (graph, node))
         for key in [k for k in self._count_deltas if k[0] == graph and k[1] == node]:
             del self._count_deltas[key]  # the counters they would change are gone
         for key in [k for k in self._list_changes if k[0] == graph and k[1] == node]:
@@ -584,6 +609,23 @@ class _NodeMeta:
         self.type, self.version, self.deleted, self.create_time = type_, version, deleted, create_time
 
 
+def prepare_read_model(conn: sqlite3.Connection) -> bool:
+    """Create the read model's tables. A file whose read model has another layout (or none
+    recorded: before ``rm_layout`` existed) loses its ``rm_*`` tables, checkpoints included,
+    so the projector rebuilds them from the event log. True when it dropped something."""
+    present = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                          "AND name LIKE 'rm\\_%' ESCAPE '\\'")]
+    if "rm_layout" in present:
+        row = conn.execute("SELECT version FROM rm_layout").fetchone()
+        if row is not None and int(row[0]) == READ_MODEL_LAYOUT:
+            conn.executescript(READ_MODEL_DDL)
+            return False
+    for table in present:
+        conn.execute(f"DROP TABLE {table}")
+    conn.executescript(READ_MODEL_DDL)
+    return bool(present)
+
+
 class SqliteProjectionStore:
     """The projector's writer: applies a batch and moves the checkpoint in ONE transaction."""
 
@@ -591,7 +633,7 @@ class SqliteProjectionStore:
         self._db = db
 
     async def ensure_schema(self) -> None:
-        await self._db.run(lambda c: c.executescript(READ_MODEL_DDL))
+        await self._db.run(prepare_read_model)
 
     async def position(self, projector: str) -> int:
         def q(c: sqlite3.Connection) -> int:

@@ -118,12 +118,12 @@ class TraverseHandler:
         filters = self._compile(schema, steps)
         walk = _Walk(query, steps, filters, max_depth, max_nodes, fanout, self._remaining)
         if self.engine == "naive":
-            return await walk.run(NaiveLoaders(self._rm, query.graph))
+            return await walk.run(NaiveLoaders(self._rm, query.graph), legacy=True)
         loaders = RequestLoaders(self._rm, query.graph)
         result = await walk.run(loaders)
         self.last_loaders = loaders  # for tests and the benchmark: what the last walk read
         if self.engine == "shadow":
-            legacy = await walk.run(NaiveLoaders(self._rm, query.graph))
+            legacy = await walk.run(NaiveLoaders(self._rm, query.graph), legacy=True)
             if _fingerprint(legacy) != _fingerprint(result):
                 self.shadow_mismatches += 1
         return result
@@ -165,7 +165,9 @@ class _Walk:
         self.max_depth, self.max_nodes, self.fanout = max_depth, max_nodes, fanout
         self.remaining = remaining
 
-    async def run(self, loaders: Loaders) -> TraversalResult:
+    async def run(self, loaders: Loaders, *, legacy: bool = False) -> TraversalResult:
+        """``legacy``: read every candidate's node as the walk meets it, before ``max_nodes``
+        (the pre-chunk walk; with ``NaiveLoaders`` that is one read per node, the N+1 baseline)."""
         q = self.q
         result = TraversalResult(detail=q.detail)
         full = q.detail is Detail.FULL
@@ -214,6 +216,9 @@ class _Walk:
                     if q.include_edges:
                         reached_by[nb] = (key.node, key.direction, step.edge_type)
             room = self.max_nodes - len(order)
+            if legacy and candidates:
+                live = await loaders.get_nodes(candidates, properties=True)
+                candidates = [c for c in candidates if c in live]
             if spec is MATCH_ALL:
                 admitted = candidates[:room]
                 if len(candidates) > room:

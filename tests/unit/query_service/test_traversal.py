@@ -49,8 +49,9 @@ async def test_naive_engine_costs_one_read_per_node(world):
     world.rm.round_trips = 0
     result = await world.q.traverse(Traverse("g", "n0", out(2)))
     assert len(result.nodes) == 13
-    # schema + start node + one read per adjacency list (1, then 3) + one per node view (13)
-    assert world.rm.round_trips == 1 + 1 + (1 + 3) + 13
+    # schema + start node + per level one read per adjacency list (1, then 3) and one per node
+    # met (3, then 9), as the walk before id chunks did; then one per returned view (13)
+    assert world.rm.round_trips == 1 + 1 + (1 + 3) + (3 + 9) + 13
 
 
 async def test_shadow_engine_matches(world):
