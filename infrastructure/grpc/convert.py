@@ -47,11 +47,24 @@ _DIR_FROM_PROTO = {v: k for k, v in _DIR_TO_PROTO.items()}
 
 # --- time ------------------------------------------------------------------------------
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Fill ``target`` in place (a naive datetime is local time, as ``astimezone`` reads it).
+    Plain arithmetic: ``Timestamp.FromDatetime`` costs several times more on the read path."""
+    if value.tzinfo is None:
+        value = value.astimezone(timezone.utc)
+    delta = value - _EPOCH  # timedelta keeps seconds and microseconds non-negative, as Timestamp wants
+    target.seconds = delta.days * 86400 + delta.seconds
+    target.nanos = delta.microseconds * 1000
+
+
 def timestamp_to_proto(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(timezone.utc))
+    set_timestamp(ts, value)
     return ts
 
 
@@ -114,8 +127,20 @@ def properties_from_proto(values: Mapping[str, pb.PropertyValue], field_prefix: 
 
 
 def properties_to_proto(values: Mapping[str, PropertyValue], target: MutableMapping[str, pb.PropertyValue]) -> None:
-    for name, value in values.items():
-        target[name].CopyFrom(value_to_proto(value))
+    for name, value in values.items():  # set in place: no message built and copied per value
+        slot = target[name]
+        if isinstance(value, bool):
+            slot.bool_value = value
+        elif isinstance(value, int):
+            slot.int_value = value
+        elif isinstance(value, float):
+            slot.double_value = value
+        elif isinstance(value, str):
+            slot.string_value = value
+        elif isinstance(value, datetime):
+            set_timestamp(slot.timestamp_value, value)
+        else:
+            raise TypeError(f"not a property value: {value!r}")
 
 
 # --- enums -----------------------------------------------------------------------------
@@ -137,19 +162,34 @@ def direction_from_proto(value: int, field_path: str = "direction", *, default: 
 
 # --- resources -------------------------------------------------------------------------
 
-def node_to_proto(view: Any, *, properties: bool = True) -> pb.Node:
-    """A node view as a message; without ``properties``, the BASIC view (AIP-157)."""
-    msg = pb.Node(name=node_name(view.graph, view.id), type=view.type, etag=etag_for(view.version))
-    if properties:
+def _count_order(item: tuple[tuple[str, Direction], int]) -> tuple[str, str]:
+    return item[0][0], item[0][1].value
+
+
+def node_into_proto(view: Any, msg: pb.Node, *, properties: bool = True) -> pb.Node:
+    """Fill ``msg`` (e.g. a response's ``node`` field, so nothing is copied afterwards) with
+    a node view; without ``properties``, the BASIC view (AIP-157). GetNode's hot path."""
+    msg.name = f"graphs/{view.graph}/nodes/{view.id}"
+    msg.type = view.type
+    msg.etag = etag_for(view.version)
+    if properties and view.properties:
         properties_to_proto(view.properties, msg.properties)
     if view.create_time is not None:
-        msg.create_time.CopyFrom(timestamp_to_proto(view.create_time))
+        set_timestamp(msg.create_time, view.create_time)
     if view.update_time is not None:
-        msg.update_time.CopyFrom(timestamp_to_proto(view.update_time))
-    for (edge_type, direction), count in sorted(getattr(view, "edge_counts", {}).items(),
-                                                key=lambda kv: (kv[0][0], kv[0][1].value)):
-        msg.edge_counts.add(edge_type=edge_type, direction=direction_to_proto(direction), count=count)
+        set_timestamp(msg.update_time, view.update_time)
+    counts = getattr(view, "edge_counts", None)
+    if counts:
+        items = sorted(counts.items(), key=_count_order) if len(counts) > 1 else counts.items()
+        add = msg.edge_counts.add
+        for (edge_type, direction), count in items:
+            add(edge_type=edge_type, direction=_DIR_TO_PROTO[direction], count=count)
     return msg
+
+
+def node_to_proto(view: Any, *, properties: bool = True) -> pb.Node:
+    """A node view as a message; without ``properties``, the BASIC view (AIP-157)."""
+    return node_into_proto(view, pb.Node(), properties=properties)
 
 
 def edge_to_proto(edge: Any) -> pb.Edge:
