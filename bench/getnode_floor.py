@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="edgewise-floor-") as tmp:
         with Stack(Path(tmp), extra) as stack:
             _populate(stack, args.nodes, args.fanout, rng)
-            print(f"root {stack_module.ROOT}; {args.nodes} nodes; cache_mb={args.cache_mb or 'default'}")
+            print(f"root {stack_module.ROOT}; {args.nodes} nodes; cache_mb={'default' if args.cache_mb is None else args.cache_mb}")
             lat = latency(stack, args.nodes, args.iterations, rng)
             h50, g50 = _pct(lat["Health/Check"], 0.5), _pct(lat["GetNode"], 0.5)
             print("one caller:            p50 ms   p99 ms")
