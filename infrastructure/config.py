@@ -13,6 +13,8 @@ from dataclasses import dataclass
 DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_READ_CACHE_MB = 64
+MAX_READ_CACHE_MB = 1 << 20  # 1 TiB: a typo guard, not a sizing hint
 MIN_TOKEN_SECRET_BYTES = 16
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = ("1", "true", "yes", "on")
@@ -42,6 +44,11 @@ class Settings:
     projector_enabled: bool = True
     projector_poll_interval_ms: int = 50
     traverse_engine: str = "batched"
+    # the query service's process-wide read cache (query_service.cache); 0 disables it
+    read_cache_mb: int = DEFAULT_READ_CACHE_MB
+    # Prometheus /metrics on 127.0.0.1:<port> beside the gRPC port; 0 = off. One port per
+    # process: a launcher running several processes gives each its own.
+    metrics_port: int = 0
 
     def __repr__(self) -> str:  # never print the secret
         return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
@@ -49,6 +56,7 @@ class Settings:
                 f"projector_enabled={self.projector_enabled!r}, "
                 f"projector_poll_interval_ms={self.projector_poll_interval_ms!r}, "
                 f"traverse_engine={self.traverse_engine!r}, "
+                f"read_cache_mb={self.read_cache_mb!r}, metrics_port={self.metrics_port!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -100,6 +108,17 @@ class Settings:
             problems.append(f"EDGEWISE_TRAVERSE_ENGINE must be one of {', '.join(TRAVERSE_ENGINES)}, "
                             f"got {engine!r}")
 
+        cache_text = get("EDGEWISE_READ_CACHE_MB") or str(DEFAULT_READ_CACHE_MB)
+        cache_mb = int(cache_text) if cache_text.isdigit() else -1
+        if not 0 <= cache_mb <= MAX_READ_CACHE_MB:
+            problems.append(f"EDGEWISE_READ_CACHE_MB must be an integer from 0 (off) to {MAX_READ_CACHE_MB}, "
+                            f"got {cache_text!r}")
+
+        metrics_text = get("EDGEWISE_METRICS_PORT") or "0"
+        metrics_port = int(metrics_text) if metrics_text.isdigit() else -1
+        if not 0 <= metrics_port <= 65535:
+            problems.append(f"EDGEWISE_METRICS_PORT must be a port number (0 = off), got {metrics_text!r}")
+
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -111,4 +130,6 @@ class Settings:
             projector_enabled=enabled_text in _TRUE,
             projector_poll_interval_ms=interval,
             traverse_engine=engine,
+            read_cache_mb=cache_mb,
+            metrics_port=metrics_port,
         )

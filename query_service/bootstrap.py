@@ -14,7 +14,12 @@ from infrastructure.config import Settings
 from infrastructure.grpc.context import time_remaining
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
 from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, SqliteEventLog
-from infrastructure.persistence.sqlite.read_model import SqliteProjectionStore, SqliteReadModel, prepare_read_model
+from infrastructure.persistence.sqlite.read_model import (
+    HEAD_MIN,
+    SqliteProjectionStore,
+    SqliteReadModel,
+    prepare_read_model,
+)
 from infrastructure.tokens import TokenSigner
 from query_service.app.application import Queries, QueryApplication
 from query_service.app.consistency import ConsistencyGate
@@ -30,7 +35,9 @@ from query_service.app.queries.list_edges import ListEdgesHandler
 from query_service.app.queries.list_nodes import ListNodesHandler
 from query_service.app.queries.traverse import TraverseHandler
 from query_service.app.queries.watch_events import WatchEventsHandler
+from query_service.cache import DEFAULT_HEAD_SIZE, CachingReadModel, ReadCache
 from query_service.planning.planner import QueryPlanner
+from query_service.projection.cache_sync import CacheTailer, InvalidatingProjectionStore
 from query_service.projection.progress import ProjectionProgress
 from query_service.projection.projector import PROJECTOR_NAME, Projector
 
@@ -42,10 +49,22 @@ _log = logging.getLogger("edgewise.query.bootstrap")
 def build_application(*, read_model: ReadModel, store: ProjectionStore, event_log: EventLog, signer: TokenSigner,
                       projector_enabled: bool, poll_interval: float = 0.05,
                       time_remaining: Callable[[], float | None] = time_remaining,
-                      traverse_engine: str = "batched", max_consistency_wait: float = 5.0) -> QueryApplication:
-    """The same wiring for production and component tests (any adapters)."""
+                      traverse_engine: str = "batched", max_consistency_wait: float = 5.0,
+                      cache: ReadCache | None = None, cache_head_size: int = DEFAULT_HEAD_SIZE) -> QueryApplication:
+    """The same wiring for production and component tests (any adapters). With ``cache``, every
+    handler reads through it, and the projector (or, in a process that does not project, a
+    tailer of the event log) drops its entries before the projection progress moves."""
+    tailer: CacheTailer | None = None
+    if cache is not None:
+        read_model = CachingReadModel(read_model, cache, head_size=cache_head_size)
+        store = InvalidatingProjectionStore(store, cache)
+        if not projector_enabled:
+            tailer = CacheTailer(log=event_log, checkpoints=store, cache=cache, projector_name=PROJECTOR_NAME,
+                                 poll_interval=poll_interval)
     if projector_enabled:
         progress = ProjectionProgress()
+    elif tailer is not None:  # another process projects: follow its checkpoint, dropping what it changed
+        progress = ProjectionProgress(refresh=tailer.sync, poll_interval=poll_interval)
     else:  # another process projects: follow its stored checkpoint
         progress = ProjectionProgress(refresh=lambda: store.position(PROJECTOR_NAME), poll_interval=poll_interval)
     projector = Projector(log=event_log, store=store, progress=progress,
@@ -67,7 +86,8 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
         find_path=FindPathHandler(read_model, gate, time_remaining=time_remaining),
         watch_events=WatchEventsHandler(event_log, poll_interval=max(poll_interval, 0.05)),
     )
-    return QueryApplication(queries=queries, projector=projector)
+    return QueryApplication(queries=queries, projector=projector, cache=cache, tailer=tailer,
+                            progress=progress)
 
 
 async def bootstrap(settings: Settings) -> QueryApplication:
@@ -79,12 +99,15 @@ async def bootstrap(settings: Settings) -> QueryApplication:
                      "from the event log", settings.db_path)
     readers = await SqliteReaderPool(settings.db_path, size=READER_POOL_SIZE).open()
     store = SqliteProjectionStore(writer)
+    cache = ReadCache(settings.read_cache_mb << 20) if settings.read_cache_mb > 0 else None
     app = build_application(
         read_model=SqliteReadModel(readers), store=store, event_log=SqliteEventLog(readers),
         signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
         poll_interval=settings.projector_poll_interval_ms / 1000.0,
-        traverse_engine=settings.traverse_engine)
+        traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=HEAD_MIN)
     if app.projector is not None:
         await app.projector.start_position()  # type: ignore[attr-defined]
+    if app.tailer is not None:
+        await app.tailer.start_position()  # type: ignore[attr-defined]
     app.closers += [writer.close, readers.close]
     return app

@@ -97,16 +97,30 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, *, unary: UnaryWrapper,
 
 
 class _WrappingInterceptor(aio.ServerInterceptor):
-    """Base: subclasses implement ``around_unary`` and ``around_stream``."""
+    """Base: subclasses implement ``around_unary`` and ``around_stream``.
+
+    grpc calls ``intercept_service`` on every RPC. The wrapped handler depends only on the
+    method and the handler below, which the server keeps for the method's lifetime, so it
+    is built once per method and reused while the handler below stays the same object."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
+        if handler is None:  # an unknown method: nothing to remember
+            return None
         method = handler_call_details.method
-        return wrap_handler(
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = wrap_handler(
             handler,
             unary=lambda b, r, c: self.around_unary(method, b, r, c),
             stream=lambda b, r, c: self.around_stream(method, b, r, c),
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
     async def around_unary(self, method, behavior, request, context):  # pragma: no cover
         return await behavior(request, context)

@@ -35,6 +35,9 @@ class Queries:
 class QueryApplication:
     queries: Queries
     projector: object | None = None  # query_service.projection.projector.Projector when projecting in-process
+    cache: object | None = None  # query_service.cache.ReadCache when reads are cached
+    tailer: object | None = None  # query_service.projection.cache_sync.CacheTailer: a cache without the projector
+    progress: object | None = None  # query_service.projection.progress.ProjectionProgress
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:

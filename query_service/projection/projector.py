@@ -50,9 +50,9 @@ class Projector:
             return 0
         new_position = await self._store.apply(self.name, batch, apply_events)
         self.batches_applied += 1
-        self.progress.advance(new_position)
-        if self._on_applied is not None:
+        if self._on_applied is not None:  # before the progress moves: a waiting reader must see its effect
             self._on_applied(batch)
+        self.progress.advance(new_position)
         return len(batch)
 
     async def catch_up(self) -> int:

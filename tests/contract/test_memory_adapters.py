@@ -5,6 +5,8 @@
 import pytest
 
 from infrastructure.persistence.memory.read_model import InMemoryReadModel
+from query_service.cache import CachingReadModel, ReadCache
+from query_service.projection.cache_sync import InvalidatingProjectionStore
 from tests.contract.suites.cascade_job_queue import CascadeJobQueueContract
 from tests.contract.suites.edge_repository import EdgeRepositoryContract
 from tests.contract.suites.event_log import EventLogContract
@@ -31,6 +33,16 @@ class InMemoryReadModelFixture(ReadModelFixture):
     async def adapters(self):
         rm = InMemoryReadModel()
         return rm, rm
+
+
+class CachingInMemoryReadModelFixture(ReadModelFixture):
+    """The read cache over the in-memory read model: a roomy cache, and a tiny one that evicts
+    all the time (both must answer exactly as the bare adapter)."""
+
+    @pytest.fixture(params=[8 << 20, 3000], ids=["roomy", "tiny"])
+    async def adapters(self, request):
+        rm, cache = InMemoryReadModel(), ReadCache(request.param)
+        return CachingReadModel(rm, cache, head_size=1001), InvalidatingProjectionStore(rm, cache)
 
 
 class TestInMemorySchemaRepository(InMemoryWriteStoreFixture, SchemaRepositoryContract):
@@ -66,4 +78,12 @@ class TestInMemoryReadModel(InMemoryReadModelFixture, ReadModelContract):
 
 
 class TestInMemoryProjectionStore(InMemoryReadModelFixture, ProjectionStoreContract):
+    pass
+
+
+class TestCachingReadModel(CachingInMemoryReadModelFixture, ReadModelContract):
+    pass
+
+
+class TestInvalidatingProjectionStore(CachingInMemoryReadModelFixture, ProjectionStoreContract):
     pass

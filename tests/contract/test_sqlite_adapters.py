@@ -4,7 +4,14 @@ import pytest
 
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
 from infrastructure.persistence.sqlite.event_log import SqliteEventLog
-from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL, SqliteProjectionStore, SqliteReadModel
+from infrastructure.persistence.sqlite.read_model import (
+    HEAD_MIN,
+    READ_MODEL_DDL,
+    SqliteProjectionStore,
+    SqliteReadModel,
+)
+from query_service.cache import CachingReadModel, ReadCache
+from query_service.projection.cache_sync import InvalidatingProjectionStore
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
 from tests.contract.suites.cascade_job_queue import CascadeJobQueueContract
 from tests.contract.suites.edge_repository import EdgeRepositoryContract
@@ -51,6 +58,22 @@ class SqliteReadModelFixture(ReadModelFixture):
         await writer.close()
 
 
+class CachingSqliteReadModelFixture(ReadModelFixture):
+    """The read cache (as the query service composes it) over the SQLite read model."""
+
+    @pytest.fixture
+    async def adapters(self, tmp_path):
+        path = str(tmp_path / "rm.db")
+        writer = await SqliteConnection(path).open()
+        await writer.execute_script(READ_MODEL_DDL)
+        readers = await SqliteReaderPool(path, size=2).open()
+        cache = ReadCache(8 << 20)
+        yield (CachingReadModel(SqliteReadModel(readers), cache, head_size=HEAD_MIN),
+               InvalidatingProjectionStore(SqliteProjectionStore(writer), cache))
+        await readers.close()
+        await writer.close()
+
+
 class TestSqliteSchemaRepository(SqliteWriteStoreFixture, SchemaRepositoryContract):
     pass
 
@@ -84,4 +107,12 @@ class TestSqliteReadModel(SqliteReadModelFixture, ReadModelContract):
 
 
 class TestSqliteProjectionStore(SqliteReadModelFixture, ProjectionStoreContract):
+    pass
+
+
+class TestCachingSqliteReadModel(CachingSqliteReadModelFixture, ReadModelContract):
+    pass
+
+
+class TestInvalidatingSqliteProjectionStore(CachingSqliteReadModelFixture, ProjectionStoreContract):
     pass

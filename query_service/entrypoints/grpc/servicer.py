@@ -18,6 +18,7 @@ from infrastructure.grpc.convert import (
     direction_from_proto,
     edge_to_proto,
     event_to_proto,
+    node_into_proto,
     node_name,
     node_to_proto,
     optional_datetime,
@@ -81,7 +82,9 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
     async def GetNode(self, request, context):
         graph, node = parse_node_name(request.name, field="name")
         view = await self._q.get_node(GetNode(graph, node, _consistency(request)))
-        return qpb.GetNodeResponse(node=node_to_proto(view))
+        response = qpb.GetNodeResponse()
+        node_into_proto(view, response.node)  # in place: GetNodeResponse(node=...) would copy it
+        return response
 
     async def BatchGetNodes(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")

@@ -50,3 +50,13 @@ def test_short_secret_is_refused():
 
 def test_repr_hides_the_secret():
     assert "xxxx" not in repr(Settings.from_env(BASE))
+
+
+def test_read_cache_and_metrics_settings():
+    settings = Settings.from_env(BASE)
+    assert (settings.read_cache_mb, settings.metrics_port) == (64, 0)
+    settings = Settings.from_env({**BASE, "EDGEWISE_READ_CACHE_MB": "0", "EDGEWISE_METRICS_PORT": "9464"})
+    assert (settings.read_cache_mb, settings.metrics_port) == (0, 9464)
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "EDGEWISE_READ_CACHE_MB": "-1", "EDGEWISE_METRICS_PORT": "70000"})
+    assert len(info.value.problems) == 2

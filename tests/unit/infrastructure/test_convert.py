@@ -89,3 +89,20 @@ def test_timestamps_at_the_limits_convert():
     high = convert.datetime_from_proto(pb.PropertyValue(
         timestamp_value={"seconds": 253402300799, "nanos": 999999999}).timestamp_value)
     assert low.year == 1 and high.year == 9999
+
+
+def test_fast_timestamps_equal_the_library_conversion():
+    from datetime import datetime, timedelta, timezone
+
+    from google.protobuf import timestamp_pb2
+
+    from infrastructure.grpc.convert import timestamp_to_proto
+
+    plus2 = timezone(timedelta(hours=2))
+    for value in (datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=plus2),
+                  datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=timezone.utc),
+                  datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+                  datetime(2020, 6, 1, 12, 0, 0, 1)):  # naive: local time, as astimezone reads it
+        expected = timestamp_pb2.Timestamp()
+        expected.FromDatetime(value.astimezone(timezone.utc))
+        assert timestamp_to_proto(value) == expected, value

@@ -27,15 +27,17 @@ class ListEventLog:
 
 
 class World:
-    def __init__(self, remaining=lambda: None):
+    def __init__(self, remaining=lambda: None, cache=None):
         self.rm = InMemoryReadModel()
+        self.cache = cache
         self.log = ListEventLog()
         self.ev = Events()
         self.signer = TokenSigner(SECRET)
         self.remaining = remaining
         self.app = build_application(read_model=self.rm, store=self.rm, event_log=self.log, signer=self.signer,
                                      projector_enabled=True, poll_interval=0.01,
-                                     time_remaining=lambda: self.remaining(), max_consistency_wait=0.3)
+                                     time_remaining=lambda: self.remaining(), max_consistency_wait=0.3,
+                                     cache=cache)
         self.q = self.app.queries
 
     async def write(self, *events) -> int:

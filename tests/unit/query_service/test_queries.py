@@ -13,6 +13,17 @@ from query_service.app.queries.get_schema import GetSchema
 from query_service.app.queries.list_edges import ListEdges
 from query_service.app.queries.list_nodes import ListNodes
 from query_service.app.queries.watch_events import WatchEvents
+from query_service.cache import ReadCache
+from tests.unit.query_service.conftest import World
+
+
+@pytest.fixture(params=["uncached", "cached", "tiny-cache"])
+async def world(request):
+    """Every query behaves the same through the read cache (a tiny one evicts all the time)."""
+    cache = {"uncached": None, "cached": ReadCache(64 << 20), "tiny-cache": ReadCache(4096)}[request.param]
+    w = World(cache=cache)
+    await w.write(w.ev.schema())
+    return w
 
 
 async def people(w, n=30):

@@ -1,0 +1,178 @@
+"""Keeping the read cache (query_service.cache) in step with the projection.
+
+Two rules make a cached entry never older than what the consistency gate promises:
+
+1. Invalidate AFTER the store holds the change: a reader that starts after the
+   invalidation then reads the new state; one that read the old state before it either
+   inserted before it (and is dropped by it) or inserts after it (and is refused by the
+   generation check in ``ReadCache.put``).
+2. Invalidate BEFORE the projection progress moves: a reader let through by a consistency
+   token for position P never meets an entry that P's events should have dropped.
+
+In a process that projects, ``InvalidatingProjectionStore`` wraps the projection store:
+its ``apply`` returns only once the batch committed AND its entries are dropped, and the
+projector advances the progress after ``apply`` returns (rules 1 and 2). The deleted
+node's neighbours, which a NodeDeleted does not name, are taken from the adjacency the
+projection itself reads inside the transaction before deleting (``adjacency_of``), so a
+delete drops exactly the lists and counts it changes.
+
+In a process that does not project (another process holds the projection), ``CacheTailer``
+follows the stored checkpoint: it reads the log up to the checkpoint (never past it: rule
+1), drops what those events change, and only then reports the checkpoint as the position
+reached; the process's ``ProjectionProgress`` refreshes through it (rule 2). Without the
+projection's adjacency, a NodeDeleted there drops the whole graph. Reads without a token
+(the latest projected state) may meet entries up to one poll interval older than the
+stored checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable, Sequence
+
+from domain.errors import DomainError
+from domain.events import NodeDeleted
+from domain.ports import EventLog, LoggedEvent
+from query_service.app.ports import Checkpoints, ProjectionStore
+from query_service.cache import ReadCache, keys_for
+
+_log = logging.getLogger("edgewise.query.cache")
+
+
+def invalidate(cache: ReadCache, events: Sequence[LoggedEvent],
+               adjacency: dict[tuple[str, str], list] | None = None) -> None:
+    """Drop what ``events`` change, one generation bump per graph."""
+    by_graph: dict[str, list | None] = {}
+    for logged in events:
+        event = logged.event
+        graph = event.graph
+        rows = None
+        if isinstance(event, NodeDeleted) and adjacency is not None:
+            rows = adjacency.get((graph, event.aggregate_id))
+        keys = keys_for(event, rows)
+        if keys is None:
+            by_graph[graph] = None
+        elif graph not in by_graph:
+            by_graph[graph] = keys
+        elif by_graph[graph] is not None:
+            by_graph[graph] += keys  # type: ignore[operator]
+    for graph, keys in by_graph.items():
+        if keys is None:
+            cache.invalidate_graph(graph)
+        else:
+            cache.invalidate(graph, keys)
+
+
+class _RecordingTransaction:
+    """A ProjectionTransaction that remembers the adjacency the projection read."""
+
+    def __init__(self, tx: Any, adjacency: dict[tuple[str, str], list]) -> None:
+        self._tx = tx
+        self._adjacency = adjacency
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def adjacency_of(self, graph: str, node: str) -> list:
+        rows = self._tx.adjacency_of(graph, node)
+        self._adjacency.setdefault((graph, node), []).extend(rows)
+        return rows
+
+
+class InvalidatingProjectionStore:
+    """``ProjectionStore`` decorator: a batch's cache entries are dropped once it committed,
+    before ``apply`` returns (so before the projector moves the progress)."""
+
+    def __init__(self, inner: ProjectionStore, cache: ReadCache) -> None:
+        self._inner = inner
+        self._cache = cache
+
+    def __getattr__(self, name: str) -> Any:  # ensure_schema and any adapter extras
+        return getattr(self._inner, name)
+
+    async def position(self, projector: str) -> int:
+        return await self._inner.position(projector)
+
+    async def apply(self, projector: str, events: Sequence[LoggedEvent],
+                    change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
+        applied: list[LoggedEvent] = []
+        adjacency: dict[tuple[str, str], list] = {}
+
+        def recording(tx: Any, fresh: Sequence[LoggedEvent]) -> Any:
+            applied.extend(fresh)
+            return change(_RecordingTransaction(tx, adjacency), fresh)
+
+        try:
+            return await self._inner.apply(projector, events, recording)
+        except asyncio.CancelledError:
+            # the store's thread may still commit after this: nothing cached can be trusted
+            self._cache.clear()
+            raise
+        finally:
+            # on a failure too (a rolled-back batch changed nothing; dropping more is harmless)
+            invalidate(self._cache, applied, adjacency)
+
+    async def reset(self, projector: str, position: int = 0) -> None:
+        await self._inner.reset(projector, position)
+        self._cache.clear()
+
+
+class CacheTailer:
+    """Drops cache entries for the events another process projects (see the module doc)."""
+
+    def __init__(self, *, log: EventLog, checkpoints: Checkpoints, cache: ReadCache, projector_name: str,
+                 batch_size: int = 1000, poll_interval: float = 0.05) -> None:
+        self._log = log
+        self._checkpoints = checkpoints
+        self._cache = cache
+        self._name = projector_name
+        self._batch = batch_size
+        self._poll = poll_interval
+        self._position = 0
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    async def start_position(self) -> int:
+        """Start from the stored checkpoint: the cache is empty, nothing older to drop."""
+        async with self._lock:
+            self._cache.clear()
+            self._position = await self._checkpoints.position(self._name)
+            return self._position
+
+    async def sync(self) -> int:
+        """Drop the entries of every event up to the stored checkpoint; that checkpoint."""
+        async with self._lock:
+            target = await self._checkpoints.position(self._name)
+            if target < self._position:  # the read model was reset under us
+                self._cache.clear()
+                self._position = target
+                return target
+            while self._position < target:
+                batch = await self._log.read_after(self._position, self._batch)
+                batch = [e for e in batch if e.position <= target]
+                if not batch:  # the log has no events up to the checkpoint: nothing to drop
+                    break
+                invalidate(self._cache, batch)
+                self._position = batch[-1].position
+            self._position = target
+            return target
+
+    async def run(self, advance: Callable[[int], None]) -> None:
+        """Follow the checkpoint until ``stop()``, reporting each position reached."""
+        while not self._stopping.is_set():
+            try:
+                advance(await self.sync())
+            except DomainError as exc:  # storage busy or down: try again after a pause
+                _log.warning("cache invalidation from the event log failed, retrying: %r", exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self._poll)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopping.set()
