@@ -83,6 +83,7 @@ _COMPRESS_FROM_BYTES = 512
 class ResultCodec:
     def __init__(self, result_types: Iterable[type]) -> None:
         self._types = {t.__name__: t for t in result_types}
+        self._result_fields: dict[type, tuple[str, ...]] = {}  # filled on first use
 
     def encode(self, result: Any) -> bytes:
         body = json.dumps(self._enc(result), separators=(",", ":"), sort_keys=True).encode("utf-8")
@@ -96,6 +97,14 @@ class ResultCodec:
         return self._dec(json.loads(data.decode("utf-8")))
 
     def _enc(self, value: Any) -> Any:
+        cls = type(value)
+        if value is None or cls is str or cls is int or cls is bool:
+            return value
+        if cls is tuple:
+            return {"$tuple": [self._enc(v) for v in value]}
+        names = self._result_fields.get(cls)
+        if names is not None:  # a registered result type: no Node/Edge/Schema checks needed
+            return {"$result": cls.__name__, "fields": {n: self._enc(getattr(value, n)) for n in names}}
         if isinstance(value, Node):
             return {"$node": {"graph": value.graph, "id": value.id, "type": value.type,
                               "properties": encode_properties(value.properties), "version": value.version,
@@ -108,11 +117,11 @@ class ResultCodec:
         if isinstance(value, Schema):
             return {"$schema": schema_to_dict(value)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            name = type(value).__name__
+            name = cls.__name__
             if name not in self._types:
                 raise TypeError(f"{name} is not a registered result type")
-            return {"$result": name,
-                    "fields": {f.name: self._enc(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+            self._result_fields[cls] = tuple(f.name for f in dataclasses.fields(value))
+            return self._enc(value)
         if isinstance(value, (list, tuple)):
             return {"$tuple": [self._enc(v) for v in value]}
         if value is None or isinstance(value, (str, int, bool)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
@@ -195,6 +196,12 @@ def _graph_of(root: Any, path: str) -> str | None:
     value = _get(root, path)
     if not isinstance(value, str):
         return None
+    return _graph_id_in(value)
+
+
+@lru_cache(maxsize=1024)
+def _graph_id_in(value: str) -> str | None:
+    """Cached: every operation of a batch names the same parent."""
     match = names.GRAPH_NAME_RE.match(value) or names.NODE_NAME_RE.match(value)
     return match.group(1) if match else None
 
