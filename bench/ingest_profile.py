@@ -2,7 +2,9 @@
 
 Creates ``--nodes`` nodes then adds ``--edges`` random distinct ``follows`` edges,
 ``--batch`` operations per BatchWrite (each with a request id), ``--callers``
-concurrent callers, and prints nodes/s, edges/s and the data file's bytes per edge.
+concurrent callers, and prints nodes/s, edges/s, the server's CPU time per node and per
+edge (steadier than wall rates on a shared machine) and the data file's size
+(``--tables``: per table and index, from dbstat).
 
 ``--mode inproc`` drives the command application in this process (with ``--profile``
 it prints the top cProfile entries of the edge phase); ``--mode grpc`` starts
