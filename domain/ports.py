@@ -105,6 +105,21 @@ class IdempotencyStore(Protocol):
     async def put(self, record: IdempotencyRecord) -> None: ...
 
 
+@dataclass
+class Prefetch:
+    """What a batch of commands is about to read, so that a unit of work can load it
+    in a few set-based reads before the commands run (ADR 0006).
+
+    Purely an optimisation: a unit of work may ignore it, and whatever it did not
+    load is still read on demand. Counters are (graph, node, edge type, "OUT"|"IN");
+    unique values are (graph, node type, property, value)."""
+
+    nodes: set[tuple[str, str]] = field(default_factory=set)
+    edges: set[EdgeKey] = field(default_factory=set)
+    counters: set[tuple[str, str, str, str]] = field(default_factory=set)
+    unique_values: list[tuple[str, str, str, PropertyValue]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class CommitResult:
     """Log positions the commit produced, per log shard ("0" on SQLite)."""

@@ -157,10 +157,14 @@ def decode_properties(raw: dict[str, object]) -> dict[str, PropertyValue]:
 
 
 def properties_json(properties: dict[str, PropertyValue]) -> str:
+    if not properties:  # most edges: skip the encoder
+        return "{}"
     return json.dumps(encode_properties(properties), separators=(",", ":"), sort_keys=True)
 
 
 def properties_from_json(text: str) -> dict[str, PropertyValue]:
+    if text == "{}":
+        return {}
     return decode_properties(json.loads(text))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import datetime, timezone
 
 
@@ -12,5 +12,12 @@ class SystemClock:
 
 
 class Uuid4Ids:
+    """Random (version 4) UUIDs as strings: what ``str(uuid.uuid4())`` returns, without
+    building a UUID object (a BatchWrite draws one per event)."""
+
     def new_id(self) -> str:
-        return str(uuid.uuid4())
+        b = bytearray(os.urandom(16))
+        b[6] = (b[6] & 0x0F) | 0x40  # version 4
+        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = b.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -367,6 +367,11 @@ class InMemoryUnitOfWork:
             self._staged_log.append(LoggedEvent(position=base + len(self._staged_log) + 1, event=event))
         return CommitResult(positions={"0": base + len(self._staged_log)})
 
+    async def prefetch(self, plan: Any) -> None:
+        """Everything is in memory already."""
+        if not self._active:
+            raise Internal("the unit of work is not open (use `async with uow:`)")
+
     async def commit(self) -> CommitResult:
         result = await self.flush()
         self._store.state = self._state

@@ -1,7 +1,9 @@
 """JSON forms of commands and results.
 
 ``ResultCodec`` serialises a result for the idempotency record so that a replay
-returns exactly the first response (consistency token included).
+returns exactly the first response (consistency token included). Large responses
+(a BatchWrite's hundred results) are stored zlib-compressed: they repeat the same
+keys and names over and over, and were the second largest table per edge.
 ``fingerprint`` hashes a command without its request id and transport metadata:
 the same request id with a different fingerprint is a reused id (AIP-155).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zlib
 from datetime import datetime
 from enum import Enum
 from typing import Any, Iterable, Mapping
@@ -20,22 +23,39 @@ from domain.node import Node
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import decode_properties, encode_properties, encode_value
 
-_NOT_FINGERPRINTED = ("request_id", "meta")
+_NOT_FINGERPRINTED = frozenset(("request_id", "meta"))
+# class -> its fingerprinted field names, or None when it is not a dataclass
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        names = (tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_FINGERPRINTED)
+                 if dataclasses.is_dataclass(cls) else None)
+        _FIELDS[cls] = names
+        return names
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-able, kind-preserving form of a command field."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {"$type": type(value).__name__}
-        for f in dataclasses.fields(value):
-            if f.name not in _NOT_FINGERPRINTED:
-                out[f.name] = _plain(getattr(value, f.name))
+    """A JSON-able, kind-preserving form of a command field. Dispatches on the exact
+    type first (the common cases) and remembers each class's fields: a BatchWrite of
+    100 operations is hashed in microseconds, with the very same result as before."""
+    cls = type(value)
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    names = _field_names(cls)
+    if names is not None:
+        out: dict[str, Any] = {"$type": cls.__name__}
+        for name in names:
+            out[name] = _plain(getattr(value, name))
         return out
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, Mapping):
+    if cls is dict or isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
+    if cls is tuple or cls is list or isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, (datetime, float)):
         return encode_value(value)
@@ -55,17 +75,36 @@ def _untime(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# A compressed record starts with this byte; a plain one is JSON and starts with "{".
+_COMPRESSED = b"Z"
+_COMPRESS_FROM_BYTES = 512
+
+
 class ResultCodec:
     def __init__(self, result_types: Iterable[type]) -> None:
         self._types = {t.__name__: t for t in result_types}
+        self._result_fields: dict[type, tuple[str, ...]] = {}  # filled on first use
 
     def encode(self, result: Any) -> bytes:
-        return json.dumps(self._enc(result), separators=(",", ":"), sort_keys=True).encode("utf-8")
+        body = json.dumps(self._enc(result), separators=(",", ":"), sort_keys=True).encode("utf-8")
+        if len(body) < _COMPRESS_FROM_BYTES:
+            return body
+        return _COMPRESSED + zlib.compress(body, 6)
 
     def decode(self, data: bytes) -> Any:
+        if data[:1] == _COMPRESSED:
+            data = zlib.decompress(data[1:])
         return self._dec(json.loads(data.decode("utf-8")))
 
     def _enc(self, value: Any) -> Any:
+        cls = type(value)
+        if value is None or cls is str or cls is int or cls is bool:
+            return value
+        if cls is tuple:
+            return {"$tuple": [self._enc(v) for v in value]}
+        names = self._result_fields.get(cls)
+        if names is not None:  # a registered result type: no Node/Edge/Schema checks needed
+            return {"$result": cls.__name__, "fields": {n: self._enc(getattr(value, n)) for n in names}}
         if isinstance(value, Node):
             return {"$node": {"graph": value.graph, "id": value.id, "type": value.type,
                               "properties": encode_properties(value.properties), "version": value.version,
@@ -78,11 +117,11 @@ class ResultCodec:
         if isinstance(value, Schema):
             return {"$schema": schema_to_dict(value)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            name = type(value).__name__
+            name = cls.__name__
             if name not in self._types:
                 raise TypeError(f"{name} is not a registered result type")
-            return {"$result": name,
-                    "fields": {f.name: self._enc(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+            self._result_fields[cls] = tuple(f.name for f in dataclasses.fields(value))
+            return self._enc(value)
         if isinstance(value, (list, tuple)):
             return {"$tuple": [self._enc(v) for v in value]}
         if value is None or isinstance(value, (str, int, bool)):

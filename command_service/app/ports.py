@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from domain.ports import CascadeJob, CascadeJobQueue, CommitResult, UnitOfWork
+from domain.ports import CascadeJob, CascadeJobQueue, CommitResult, Prefetch, UnitOfWork
 
 __all__ = ["CascadeJob", "CascadeJobQueue", "WriteUnitOfWork", "UnitOfWorkFactory", "ConsistencyTokens"]
 
@@ -23,6 +23,10 @@ class WriteUnitOfWork(UnitOfWork, Protocol):
 
         Returns the last position this unit of work has written, or the log head when
         it wrote none. ``commit`` flushes too and returns the same positions."""
+
+    async def prefetch(self, plan: Prefetch) -> None:
+        """Load what ``plan`` names in a few set-based reads, ahead of the commands that
+        read it. An optimisation only: may do nothing; what it skips is read on demand."""
 
 
 class UnitOfWorkFactory(Protocol):

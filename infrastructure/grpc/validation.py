@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
@@ -57,18 +58,40 @@ class Violation:
 _ABSENT = object()
 
 
+# (message descriptor, dotted path) -> ((field name, is a singular message field), ...)
+_STEPS: dict[tuple[Any, str], tuple[tuple[str, bool], ...]] = {}
+
+
+def _steps(descriptor: Any, path: str) -> tuple[tuple[str, bool], ...]:
+    key = (descriptor, path)
+    steps = _STEPS.get(key)
+    if steps is None:
+        found = []
+        for part in path.split("."):
+            if descriptor is None:  # a path through a scalar: the walk stops at it
+                found.append((part, False))
+                continue
+            fd = descriptor.fields_by_name.get(part)
+            if fd is None:
+                raise KeyError(f"{descriptor.full_name} has no field {part!r}")
+            singular_message = fd.message_type is not None and not _is_repeated(fd)
+            found.append((part, singular_message))
+            descriptor = fd.message_type if singular_message else None
+        steps = _STEPS[key] = tuple(found)
+    return steps
+
+
 def _get(msg: Any, path: str) -> Any:
-    """The value at a dotted path, or _ABSENT when an enclosing message is unset."""
+    """The value at a dotted path, or _ABSENT when an enclosing message is unset.
+    The path is resolved against the descriptors once per message type (a batch of
+    100 operations checks the same few paths hundreds of times)."""
+    if msg is _ABSENT or msg is None:
+        return _ABSENT
     current = msg
-    for part in path.split("."):
+    for part, singular_message in _steps(msg.DESCRIPTOR, path):
         if current is _ABSENT or current is None:
             return _ABSENT
-        fd = current.DESCRIPTOR.fields_by_name.get(part)
-        if fd is None:
-            raise KeyError(f"{current.DESCRIPTOR.full_name} has no field {part!r}")
-        is_singular_message = (fd.message_type is not None
-                               and not _is_repeated(fd))
-        if is_singular_message and not current.HasField(part):
+        if singular_message and not current.HasField(part):
             return _ABSENT
         current = getattr(current, part)
     return current
@@ -173,6 +196,12 @@ def _graph_of(root: Any, path: str) -> str | None:
     value = _get(root, path)
     if not isinstance(value, str):
         return None
+    return _graph_id_in(value)
+
+
+@lru_cache(maxsize=1024)
+def _graph_id_in(value: str) -> str | None:
+    """Cached: every operation of a batch names the same parent."""
     match = names.GRAPH_NAME_RE.match(value) or names.NODE_NAME_RE.match(value)
     return match.group(1) if match else None
 

@@ -7,8 +7,9 @@ from typing import Mapping
 
 from domain.edge import Direction, Edge, edge_already_exists
 from domain.events import Causation
+from domain.ports import Prefetch
 from domain.rules import CardinalityRespected, EndpointExists, EndpointHasType, NoCycle, check_rule, needs_mirror
-from domain.schema import EdgeType
+from domain.schema import EdgeType, Schema
 from domain.values import EdgeKey, NodeRef, PropertyValue
 
 from command_service.app.common import CommandMeta, WriteBudget, require_schema
@@ -44,6 +45,26 @@ async def _check_cardinality(uow: WriteUnitOfWork, et: EdgeType, graph: str, sou
 class AddEdgeHandler:
     command_type = AddEdge
     result_type = AddEdgeResult
+
+    def plan(self, command: AddEdge, schema: Schema, reads: Prefetch) -> AddEdge:
+        """Name what ``execute`` reads (for a batch's prefetch): the endpoints, the key
+        (and its mirror), and the counters a capped cardinality checks."""
+        graph, source, target = command.graph, command.source, command.target
+        key = EdgeKey(graph, source, command.type, target)
+        reads.nodes.update(((graph, source), (graph, target)))
+        reads.edges.add(key)
+        et = schema.edge_types.get(command.type)
+        if et is None:
+            return command
+        mirrored = needs_mirror(et) and source != target
+        if mirrored:
+            reads.edges.add(key.reversed())
+        for a, b in ((source, target), (target, source)) if mirrored else ((source, target),):
+            if et.cardinality.max_out is not None:
+                reads.counters.add((graph, a, et.name, "OUT"))
+            if et.cardinality.max_in is not None:
+                reads.counters.add((graph, b, et.name, "IN"))
+        return command
 
     async def execute(self, uow: WriteUnitOfWork, command: AddEdge, causation: Causation,
                       budget: WriteBudget | None = None) -> AddEdgeResult:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from domain.events import Causation
 from domain.node import Node
-from domain.ports import IdGenerator
+from domain.ports import IdGenerator, Prefetch
+from domain.schema import Schema
 from domain.values import PropertyValue
 
 from command_service.app.common import CommandMeta, WriteBudget, claim_unique_value, require_schema
@@ -36,6 +37,18 @@ class CreateNodeHandler:
 
     def __init__(self, ids: IdGenerator) -> None:
         self._ids = ids
+
+    def plan(self, command: CreateNode, schema: Schema, reads: Prefetch) -> CreateNode:
+        """Name what ``execute`` reads (for a batch's prefetch): the id (generated now if
+        the caller left it empty) and the unique values it will claim."""
+        if not command.node_id:
+            command = replace(command, node_id=self._ids.new_id())
+        reads.nodes.add((command.graph, command.node_id))
+        nt = schema.node_types.get(command.type)
+        for prop in nt.unique_properties if nt is not None else ():
+            if prop.name in command.properties:
+                reads.unique_values.append((command.graph, nt.name, prop.name, command.properties[prop.name]))
+        return command
 
     async def execute(self, uow: WriteUnitOfWork, command: CreateNode, causation: Causation,
                       budget: WriteBudget | None = None) -> CreateNodeResult:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from domain.edge import Direction, Edge
 from domain.events import Causation
 from domain.node import version_from_etag
-from domain.ports import CascadeJob
+from domain.ports import CascadeJob, Prefetch
 from domain.rules import NoRestrictingEdges, check_rule
+from domain.schema import Schema
 from domain.values import EdgeKey
 
 from command_service.app.common import (
@@ -63,6 +64,11 @@ class DeleteNodeHandler:
 
     def __init__(self, limits: TransactionLimits = TransactionLimits()) -> None:
         self._limits = limits
+
+    def plan(self, command: DeleteNode, schema: Schema, reads: Prefetch) -> DeleteNode:
+        """Name what ``execute`` reads by key (for a batch's prefetch): the node."""
+        reads.nodes.add((command.graph, command.node_id))
+        return command
 
     async def execute(self, uow: WriteUnitOfWork, command: DeleteNode, causation: Causation,
                       budget: WriteBudget | None = None) -> DeleteNodeResult:

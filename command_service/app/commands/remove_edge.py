@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from domain.edge import edge_not_found
 from domain.events import Causation
+from domain.ports import Prefetch
 from domain.rules import needs_mirror
+from domain.schema import Schema
 from domain.values import EdgeKey
 
 from command_service.app.common import CommandMeta, WriteBudget, require_schema
@@ -32,6 +34,15 @@ class RemoveEdgeResult:
 class RemoveEdgeHandler:
     command_type = RemoveEdge
     result_type = RemoveEdgeResult
+
+    def plan(self, command: RemoveEdge, schema: Schema, reads: Prefetch) -> RemoveEdge:
+        """Name what ``execute`` reads (for a batch's prefetch): the key and its mirror."""
+        key = EdgeKey(command.graph, command.source, command.type, command.target)
+        reads.edges.add(key)
+        et = schema.edge_types.get(command.type)
+        if et is not None and needs_mirror(et):
+            reads.edges.add(key.reversed())
+        return command
 
     async def execute(self, uow: WriteUnitOfWork, command: RemoveEdge, causation: Causation,
                       budget: WriteBudget | None = None) -> RemoveEdgeResult:

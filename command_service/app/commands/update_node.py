@@ -7,6 +7,8 @@ from typing import Mapping
 
 from domain.events import Causation
 from domain.node import Node, version_from_etag
+from domain.ports import Prefetch
+from domain.schema import Schema
 from domain.values import PropertyValue
 
 from command_service.app.common import CommandMeta, WriteBudget, claim_unique_value, require_node, require_schema
@@ -34,6 +36,11 @@ class UpdateNodeResult:
 class UpdateNodeHandler:
     command_type = UpdateNode
     result_type = UpdateNodeResult
+
+    def plan(self, command: UpdateNode, schema: Schema, reads: Prefetch) -> UpdateNode:
+        """Name what ``execute`` reads (for a batch's prefetch): the node."""
+        reads.nodes.add((command.graph, command.node_id))
+        return command
 
     async def execute(self, uow: WriteUnitOfWork, command: UpdateNode, causation: Causation,
                       budget: WriteBudget | None = None) -> UpdateNodeResult:

@@ -58,6 +58,7 @@ class SqliteConnection:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self.round_trips = 0  # calls of ``run``: thread hops (diagnostics and tests)
 
     async def open(self) -> "SqliteConnection":
         def _open() -> sqlite3.Connection:
@@ -83,6 +84,7 @@ class SqliteConnection:
         if self._conn is None or self._closed:
             raise Unavailable("SQLite connection is closed", reason=Reason.STORAGE_UNAVAILABLE)
         conn = self._conn
+        self.round_trips += 1
         return await self._hop(lambda: fn(conn))
 
     async def execute_script(self, sql: str) -> None:

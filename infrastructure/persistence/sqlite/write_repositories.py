@@ -1,8 +1,18 @@
 """Repositories of the write model over the unit of work's open SQLite transaction.
 
-Each public method hops to the connection's thread with one small synchronous
-function. sqlite3 integrity errors are translated into domain errors right there,
-at the adapter boundary; nothing from sqlite3 escapes.
+Write-behind, keyed by what the transaction has seen (ADR 0006). Each repository
+keeps what it has read or written in this unit of work (nodes, edge keys, counters,
+unique claims, request ids — present or known absent). A change is decided against
+that state, so rule and key errors still surface at the call that causes them, and
+is buffered; the unit of work writes every buffered change with one multi-row
+statement per table, in the same thread hop as the events and the COMMIT.
+A key nobody loaded yet is read on demand (one small statement), and
+``SqliteUnitOfWork.prefetch`` loads a whole batch's keys in a few set-based reads.
+Queries that are not key lookups (listings, reachability, counts per type) first
+write what is buffered, so they always see the transaction's own changes.
+
+sqlite3 integrity errors are translated into domain errors at this boundary;
+nothing from sqlite3 escapes.
 """
 
 from __future__ import annotations
@@ -10,12 +20,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
 from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
 from domain.node import Node, node_already_exists, node_not_found
-from domain.ports import CascadeJob, IdempotencyRecord
+from domain.ports import CascadeJob, IdempotencyRecord, Prefetch
 from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import (
@@ -28,14 +38,29 @@ from domain.values import (
     properties_json,
 )
 
+from infrastructure.persistence.sqlite.statements import insert_rows, select_keys
 from infrastructure.persistence.tracking import NodeIdentityMap
 
 if TYPE_CHECKING:
     from infrastructure.persistence.sqlite.write_store import SqliteUnitOfWork
 
+Write = Callable[[sqlite3.Connection], None]
+# (sync loader run on the connection thread, applier run back on the event loop)
+Loader = tuple[Callable[[sqlite3.Connection], list], Callable[[list], None]]
+
 def unique_value_key(value: PropertyValue) -> str:
     """The stored form of a unique value: JSON keeps kinds apart (1, "1", true, 1.0)."""
     return json.dumps(encode_value(value), separators=(",", ":"), sort_keys=True)
+
+
+def _first_and_last(writes: dict, key: Any, first: str, final: Any) -> None:
+    """Record a change of ``key``: the first change says what the store held before this
+    unit of work (an insert: nothing; a delete: a row), the last what it must hold after."""
+    seen = writes.get(key)
+    if seen is None:
+        writes[key] = [first, final]
+    else:
+        seen[1] = final
 
 
 # --- schemas ------------------------------------------------------------------------
@@ -90,6 +115,8 @@ def _schema_conflict(schema: Schema, current: int) -> VersionConflict:
 # --- nodes --------------------------------------------------------------------------
 
 _NODE_COLUMNS = "graph, id, type, properties, version, create_time, update_time, deleted"
+_NODE_SELECT = ", ".join(f"t.{c.strip()}" for c in _NODE_COLUMNS.split(","))
+_CLAIM_KEY = ("graph", "node_type", "property", "value")
 
 
 def _row_to_node(row: sqlite3.Row) -> Node:
@@ -99,114 +126,207 @@ def _row_to_node(row: sqlite3.Row) -> Node:
                 deleted=bool(row["deleted"]))
 
 
+def _node_row(node: Node) -> tuple:
+    return (node.graph, node.id, node.type, properties_json(node.properties), node.version,
+            epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
+
+
 class SqliteNodeRepository:
     """Keeps an identity map, so a unit of work sees one object per node and knows
-    the version each node was loaded at (the condition of ``save``)."""
+    the version each node is stored at (the condition of ``save``)."""
 
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
         self._uow = uow
         self._identity = NodeIdentityMap(uow)
+        self._absent: set[tuple[str, str]] = set()
+        # (graph, id) -> ["insert", row] or ["update", (properties, version, update_time, deleted), expected]
+        self._writes: dict[tuple[str, str], list[Any]] = {}
+        self._holders: dict[tuple[str, str, str, str], str | None] = {}  # claim key -> holder (None: free)
+        self._claim_writes: dict[tuple[str, str, str, str], list[Any]] = {}  # claim key -> [first, holder]
+
+    # --- loading ------------------------------------------------------------------------
+    def _remember_rows(self, rows: Iterable[sqlite3.Row]) -> None:
+        for row in rows:
+            if self._identity.get(row["graph"], row["id"]) is None:
+                self._identity.remember(_row_to_node(row))
+
+    def _load_many(self, keys: Sequence[tuple[str, str]]) -> Loader:
+        def load(c: sqlite3.Connection) -> list:
+            return select_keys(c, _NODE_SELECT, "nodes", ("graph", "id"), keys)
+
+        def apply(rows: list) -> None:
+            self._remember_rows(rows)
+            found = {(r["graph"], r["id"]) for r in rows}
+            self._absent.update(k for k in keys if k not in found)
+
+        return load, apply
+
+    def _known(self, key: tuple[str, str]) -> bool:
+        return key in self._absent or self._identity.get(*key) is not None
+
+    def prefetcher(self, plan: Prefetch) -> list[Loader]:
+        loaders = []
+        keys = [k for k in plan.nodes if not self._known(k)]
+        if keys:
+            loaders.append(self._load_many(keys))
+        claims = []
+        for g, t, p, v in plan.unique_values:
+            try:
+                claims.append((g, t, p, unique_value_key(v)))
+            except (TypeError, ValueError):  # not a property value: the command refuses it
+                continue
+        claims = [k for k in dict.fromkeys(claims) if k not in self._holders]
+        if claims:
+            def load(c: sqlite3.Connection) -> list:
+                return select_keys(c, "t.graph, t.node_type, t.property, t.value, t.node_id", "unique_claims",
+                                   _CLAIM_KEY, claims)
+
+            def apply(rows: list) -> None:
+                for k in claims:
+                    self._holders.setdefault(k, None)
+                for r in rows:
+                    self._holders[(r[0], r[1], r[2], r[3])] = r[4]
+
+            loaders.append((load, apply))
+        return loaders
 
     async def get(self, graph: str, node_id: str) -> Node | None:
+        self._uow.ensure_open()
         known = self._identity.get(graph, node_id)
-        if known is not None:
+        if known is not None or (graph, node_id) in self._absent:
             return known
-        row = await self._uow.run(lambda c: c.execute(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE graph = ? AND id = ?", (graph, node_id)).fetchone())
-        return self._identity.remember(_row_to_node(row)) if row else None
+        await self._uow.load(self._load_many([(graph, node_id)]))
+        return self._identity.get(graph, node_id)
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
-        out: dict[str, Node] = {}
-        missing = []
-        for node_id in dict.fromkeys(node_ids):
-            known = self._identity.get(graph, node_id)
-            if known is not None:
-                out[node_id] = known
-            else:
-                missing.append(node_id)
+        self._uow.ensure_open()
+        ids = list(dict.fromkeys(node_ids))
+        missing = [(graph, i) for i in ids if not self._known((graph, i))]
         if missing:
-            marks = ",".join("?" * len(missing))
-            rows = await self._uow.run(lambda c: c.execute(
-                f"SELECT {_NODE_COLUMNS} FROM nodes WHERE graph = ? AND id IN ({marks})",
-                (graph, *missing)).fetchall())
-            for row in rows:
-                node = self._identity.remember(_row_to_node(row))
-                out[node.id] = node
+            await self._uow.load(self._load_many(missing))
+        out: dict[str, Node] = {}
+        for node_id in ids:
+            node = self._identity.get(graph, node_id)
+            if node is not None:
+                out[node_id] = node
         return out
 
+    # --- writes -------------------------------------------------------------------------
     async def add(self, node: Node) -> None:
-        params = (node.graph, node.id, node.type, properties_json(node.properties), node.version,
-                  epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
-
-        def _add(c: sqlite3.Connection) -> None:
-            try:
-                c.execute(f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
-            except sqlite3.IntegrityError:
-                raise node_already_exists(node.ref) from None
-
-        await self._uow.run(_add)
+        self._uow.ensure_open()
+        key = (node.graph, node.id)
+        if not self._known(key):
+            await self._uow.load(self._load_many([key]))
+        if key not in self._absent:
+            raise node_already_exists(node.ref)
+        self._absent.discard(key)
+        self._writes[key] = ["insert", _node_row(node)]
         self._identity.remember(node)
 
     async def save(self, node: Node) -> None:
+        self._uow.ensure_open()
+        key = (node.graph, node.id)
         expected = self._identity.stored_version(node)
-        params = (properties_json(node.properties), node.version, epoch_micros(node.update_time), int(node.deleted),
-                  node.graph, node.id, expected)
-
-        def _save(c: sqlite3.Connection) -> None:
-            cur = c.execute("UPDATE nodes SET properties = ?, version = ?, update_time = ?, deleted = ? "
-                            "WHERE graph = ? AND id = ? AND version = ?", params)
-            if cur.rowcount != 1:
-                row = c.execute("SELECT version FROM nodes WHERE graph = ? AND id = ?", (node.graph, node.id)).fetchone()
-                if row is None:
-                    raise node_not_found(node.ref)
-                raise VersionConflict(
-                    f"{node.name} changed concurrently (stored version {row[0]}, loaded {expected})",
-                    reason=Reason.VERSION_CONFLICT,
-                    metadata={"resource": node.name, "current_etag": f'"{row[0]}"', "request_etag": f'"{expected}"'})
-
-        await self._uow.run(_save)
+        if self._identity.get(*key) is None:  # not loaded here: check the store's version now
+            row = None if key in self._absent else await self._uow.run(lambda c: c.execute(
+                "SELECT version FROM nodes WHERE graph = ? AND id = ?", key).fetchone())
+            if row is None:
+                raise node_not_found(node.ref)
+            if int(row[0]) != expected:
+                raise _node_conflict(node, int(row[0]), expected)
+        write = self._writes.get(key)
+        if write is not None and write[0] == "insert":
+            write[1] = _node_row(node)
+        else:
+            values = (properties_json(node.properties), node.version, epoch_micros(node.update_time),
+                      int(node.deleted))
+            if write is None:
+                self._writes[key] = ["update", values, expected]
+            else:
+                write[1] = values
         self._identity.remember(node)
 
     async def count_of_type(self, graph: str, node_type: str) -> int:
-        row = await self._uow.run(lambda c: c.execute(
+        row = await self._uow.run_flushed(lambda c: c.execute(
             "SELECT COUNT(*) FROM nodes WHERE graph = ? AND type = ? AND deleted = 0", (graph, node_type)).fetchone())
         return int(row[0])
 
+    # --- unique claims ---------------------------------------------------------------------
+    async def _holder(self, key: tuple[str, str, str, str]) -> str | None:
+        self._uow.ensure_open()
+        if key not in self._holders:
+            row = await self._uow.run(lambda c: c.execute(
+                "SELECT node_id FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? AND value = ?",
+                key).fetchone())
+            self._holders[key] = row[0] if row else None
+        return self._holders[key]
+
     async def unique_holder(self, graph: str, node_type: str, property_name: str,
                             value: PropertyValue) -> str | None:
-        key = unique_value_key(value)
-        row = await self._uow.run(lambda c: c.execute(
-            "SELECT node_id FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? AND value = ?",
-            (graph, node_type, property_name, key)).fetchone())
-        return row[0] if row else None
+        return await self._holder((graph, node_type, property_name, unique_value_key(value)))
 
     async def claim_unique(self, graph: str, node_type: str, property_name: str,
                            value: PropertyValue, node_id: str) -> None:
-        key = unique_value_key(value)
-
-        def _claim(c: sqlite3.Connection) -> None:
-            cur = c.execute("INSERT INTO unique_claims (graph, node_type, property, value, node_id) "
-                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (graph, node_type, property, value) DO NOTHING",
-                            (graph, node_type, property_name, key, node_id))
-            if cur.rowcount == 0:  # already claimed: fine only by this very node
-                holder = c.execute("SELECT node_id FROM unique_claims WHERE graph = ? AND node_type = ? "
-                                   "AND property = ? AND value = ?",
-                                   (graph, node_type, property_name, key)).fetchone()[0]
-                check_rule(UniqueValueFree(node_type, property_name, value, holder, node_id))
-
-        await self._uow.run(_claim)
+        key = (graph, node_type, property_name, unique_value_key(value))
+        holder = await self._holder(key)
+        if holder == node_id:  # already claimed by this very node
+            return
+        check_rule(UniqueValueFree(node_type, property_name, value, holder, node_id))
+        _first_and_last(self._claim_writes, key, "insert", node_id)
+        self._holders[key] = node_id
 
     async def release_unique(self, graph: str, node_type: str, property_name: str,
                              value: PropertyValue, node_id: str) -> None:
-        key = unique_value_key(value)
-        await self._uow.run(lambda c: c.execute(
-            "DELETE FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? AND value = ? AND node_id = ?",
-            (graph, node_type, property_name, key, node_id)))
+        key = (graph, node_type, property_name, unique_value_key(value))
+        if await self._holder(key) != node_id:  # not the holder: nothing to release
+            return
+        _first_and_last(self._claim_writes, key, "delete", None)
+        self._holders[key] = None
+
+    # --- flushing ---------------------------------------------------------------------------
+    def drain(self) -> Write | None:
+        """Take the buffered changes as one function that writes them (multi-row statements)."""
+        if not self._writes and not self._claim_writes:
+            return None
+        inserts = [w[1] for w in self._writes.values() if w[0] == "insert"]
+        updates = [(*w[1], g, i, w[2]) for (g, i), w in self._writes.items() if w[0] == "update"]
+        claim_deletes = [k for k, (first, _) in self._claim_writes.items() if first == "delete"]
+        claim_inserts = [(*k, holder) for k, (_, holder) in self._claim_writes.items() if holder is not None]
+        self._writes = {}
+        self._claim_writes = {}
+
+        def write(c: sqlite3.Connection) -> None:
+            if inserts:
+                insert_rows(c, f"INSERT INTO nodes ({_NODE_COLUMNS})", 8, inserts)
+            if updates:
+                cur = c.executemany("UPDATE nodes SET properties = ?, version = ?, update_time = ?, deleted = ? "
+                                    "WHERE graph = ? AND id = ? AND version = ?", updates)
+                if cur.rowcount != len(updates):  # cannot happen under the writer lock: never ignore it
+                    raise VersionConflict("a node changed concurrently; retry", reason=Reason.VERSION_CONFLICT)
+            if claim_deletes:
+                c.executemany("DELETE FROM unique_claims WHERE graph = ? AND node_type = ? AND property = ? "
+                              "AND value = ?", claim_deletes)
+            if claim_inserts:
+                insert_rows(c, "INSERT INTO unique_claims (graph, node_type, property, value, node_id)", 5,
+                            claim_inserts)
+
+        return write
+
+
+def _node_conflict(node: Node, stored: int, expected: int) -> VersionConflict:
+    return VersionConflict(
+        f"{node.name} changed concurrently (stored version {stored}, loaded {expected})",
+        reason=Reason.VERSION_CONFLICT,
+        metadata={"resource": node.name, "current_etag": f'"{stored}"', "request_etag": f'"{expected}"'})
 
 
 # --- edges --------------------------------------------------------------------------
 
 _EDGE_COLUMNS = "graph, source, type, target, properties, create_time"
+_EDGE_SELECT = ", ".join(f"t.{c.strip()}" for c in _EDGE_COLUMNS.split(","))
+_EDGE_KEY = ("graph", "source", "type", "target")
+_COUNTER_KEY = ("graph", "node", "type", "direction")
+_ABSENT = None
 
 
 def _row_to_edge(row: sqlite3.Row) -> Edge:
@@ -214,20 +334,8 @@ def _row_to_edge(row: sqlite3.Row) -> Edge:
                 properties=properties_from_json(row["properties"]), create_time=from_epoch_micros(row["create_time"]))
 
 
-def _bump(c: sqlite3.Connection, key: tuple[str, str, str, str], delta: int) -> None:
-    """Move the (graph, node, type, direction) counter by ``delta``; a counter at zero is deleted."""
-    if delta > 0:
-        c.execute("INSERT INTO edge_counters (graph, node, type, direction, count) VALUES (?, ?, ?, ?, ?) "
-                  "ON CONFLICT (graph, node, type, direction) DO UPDATE SET count = count + excluded.count",
-                  (*key, delta))
-        return
-    # the CHECK (count >= 0) constraint refuses a counter that would go negative
-    cur = c.execute("UPDATE edge_counters SET count = count + ? WHERE graph = ? AND node = ? AND type = ? "
-                    "AND direction = ?", (delta, *key))
-    if cur.rowcount != 1:
-        raise Internal(f"edge counter {key} is missing")
-    c.execute("DELETE FROM edge_counters WHERE graph = ? AND node = ? AND type = ? AND direction = ? AND count = 0",
-              key)
+def _edge_tuple(edge: Edge) -> tuple[str, str, str, str]:
+    return (edge.graph, edge.source, edge.type, edge.target)
 
 
 def _counters_of(edge: Edge) -> tuple[tuple[str, str, str, str], ...]:
@@ -238,72 +346,116 @@ def _counters_of(edge: Edge) -> tuple[tuple[str, str, str, str], ...]:
 class SqliteEdgeRepository:
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
         self._uow = uow
+        self._edges: dict[tuple[str, str, str, str], Edge | None] = {}  # key -> edge, or None: absent
+        self._writes: dict[tuple[str, str, str, str], list[Any]] = {}  # key -> [first, row or None]
+        self._counts: dict[tuple[str, str, str, str], int] = {}  # counter -> value as stored (0: no row)
+        self._deltas: Counter[tuple[str, str, str, str]] = Counter()  # counter -> buffered change
+
+    # --- loading ------------------------------------------------------------------------
+    def _load_many(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
+        def load(c: sqlite3.Connection) -> list:
+            return select_keys(c, _EDGE_SELECT, "edges", _EDGE_KEY, keys)
+
+        def apply(rows: list) -> None:
+            for k in keys:
+                self._edges.setdefault(k, _ABSENT)
+            for r in rows:
+                key = (r["graph"], r["source"], r["type"], r["target"])
+                if self._edges.get(key) is None and key not in self._writes:
+                    self._edges[key] = _row_to_edge(r)
+
+        return load, apply
+
+    def _load_counters(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
+        def load(c: sqlite3.Connection) -> list:
+            return select_keys(c, "t.graph, t.node, t.type, t.direction, t.count", "edge_counters", _COUNTER_KEY,
+                               keys)
+
+        def apply(rows: list) -> None:
+            for k in keys:
+                self._counts.setdefault(k, 0)
+            for r in rows:
+                self._counts[(r[0], r[1], r[2], r[3])] = int(r[4])
+
+        return load, apply
+
+    def prefetcher(self, plan: Prefetch) -> list[Loader]:
+        loaders = []
+        keys = [k for k in dict.fromkeys((e.graph, e.source, e.type, e.target) for e in plan.edges)
+                if k not in self._edges]
+        if keys:
+            loaders.append(self._load_many(keys))
+        counters = [k for k in plan.counters if k not in self._counts]
+        if counters:
+            loaders.append(self._load_counters(counters))
+        return loaders
 
     async def get(self, key: EdgeKey) -> Edge | None:
-        row = await self._uow.run(lambda c: c.execute(
-            f"SELECT {_EDGE_COLUMNS} FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
-            (key.graph, key.source, key.type, key.target)).fetchone())
-        if row is None:
-            return None
-        edge = _row_to_edge(row)
-        self._uow.track(edge)
+        self._uow.ensure_open()
+        k = (key.graph, key.source, key.type, key.target)
+        if k not in self._edges:
+            await self._uow.load(self._load_many([k]))
+        edge = self._edges[k]
+        if edge is not None:
+            self._uow.track(edge)
         return edge
 
+    # --- writes -------------------------------------------------------------------------
     async def add(self, edge: Edge) -> None:
-        params = (edge.graph, edge.source, edge.type, edge.target, properties_json(edge.properties),
-                  epoch_micros(edge.create_time))
-
-        def _add(c: sqlite3.Connection) -> None:
-            try:
-                c.execute(f"INSERT INTO edges ({_EDGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", params)
-            except sqlite3.IntegrityError:
-                raise edge_already_exists(edge.key) from None
-            for counter in _counters_of(edge):
-                _bump(c, counter, 1)
-
-        await self._uow.run(_add)
+        self._uow.ensure_open()
+        key = _edge_tuple(edge)
+        if key not in self._edges:
+            await self._uow.load(self._load_many([key]))
+        if self._edges[key] is not None:
+            raise edge_already_exists(edge.key)
+        _first_and_last(self._writes, key, "insert", (*key, properties_json(edge.properties),
+                                                      epoch_micros(edge.create_time)))
+        self._edges[key] = edge
+        for counter in _counters_of(edge):
+            self._deltas[counter] += 1
         self._uow.track(edge)
 
     async def remove_many(self, edges: Sequence[Edge]) -> None:
-        def _remove(c: sqlite3.Connection) -> None:
-            deltas: Counter[tuple[str, str, str, str]] = Counter()
-            try:
-                for edge in edges:
-                    cur = c.execute("DELETE FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
-                                    (edge.graph, edge.source, edge.type, edge.target))
-                    if cur.rowcount != 1:
-                        raise edge_not_found(edge.key)
-                    deltas.update(_counters_of(edge))
-            finally:
-                # One update per counter however many edges share it (a deleted node's
-                # own counters above all); on NotFound, still for the edges already gone.
-                for counter, removed in deltas.items():
-                    _bump(c, counter, -removed)
-
+        """All or nothing: every edge is checked before any is removed."""
+        self._uow.ensure_open()
         if not edges:
             return
-        await self._uow.run(_remove)
-        for edge in edges:
+        keys = [_edge_tuple(e) for e in edges]
+        unknown = list(dict.fromkeys(k for k in keys if k not in self._edges))
+        if unknown:
+            await self._uow.load(self._load_many(unknown))
+        removed: set[tuple[str, str, str, str]] = set()
+        for edge, key in zip(edges, keys):
+            if key in removed or self._edges[key] is None:
+                raise edge_not_found(edge.key)
+            removed.add(key)
+        for edge, key in zip(edges, keys):
+            _first_and_last(self._writes, key, "delete", None)
+            self._edges[key] = _ABSENT
+            for counter in _counters_of(edge):
+                self._deltas[counter] -= 1
             self._uow.track(edge)
 
+    # --- counters and queries -------------------------------------------------------------------
     async def count(self, graph: str, node_id: str, edge_type: str, direction: Direction) -> int:
+        self._uow.ensure_open()
         directions = ("OUT", "IN") if direction is Direction.BOTH else (direction.value,)
-        row = await self._uow.run(lambda c: c.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM edge_counters WHERE graph = ? AND node = ? AND type = ? "
-            f"AND direction IN ({','.join('?' * len(directions))})",
-            (graph, node_id, edge_type, *directions)).fetchone())
-        return int(row[0])
+        keys = [(graph, node_id, edge_type, d) for d in directions]
+        unknown = [k for k in keys if k not in self._counts]
+        if unknown:
+            await self._uow.load(self._load_counters(unknown))
+        return sum(self._counts[k] + self._deltas[k] for k in keys)
 
     async def counts_for_node(self, graph: str, node_id: str) -> dict[tuple[str, Direction], int]:
-        rows = await self._uow.run(lambda c: c.execute(
+        rows = await self._uow.run_flushed(lambda c: c.execute(
             "SELECT type, direction, count FROM edge_counters WHERE graph = ? AND node = ? AND count > 0",
             (graph, node_id)).fetchall())
         return {(r["type"], Direction(r["direction"])): int(r["count"]) for r in rows}
 
     async def list_for_node(self, graph: str, node_id: str, direction: Direction,
                             edge_type: str | None = None, limit: int = 1000) -> list[Edge]:
-        def _list(c: sqlite3.Connection) -> list[Edge]:
-            out: list[Edge] = []
+        def _list(c: sqlite3.Connection) -> list[sqlite3.Row]:
+            out: list[sqlite3.Row] = []
             sides = [("source", Direction.OUT), ("target", Direction.IN)]
             for column, side in sides:
                 if direction not in (side, Direction.BOTH) or len(out) >= limit:
@@ -315,12 +467,15 @@ class SqliteEdgeRepository:
                     args.append(edge_type)
                 sql += " ORDER BY create_time DESC, source, type, target LIMIT ?"
                 args.append(limit - len(out))
-                out.extend(_row_to_edge(r) for r in c.execute(sql, args).fetchall())
+                out.extend(c.execute(sql, args).fetchall())
             return out
 
-        edges = await self._uow.run(_list)
-        for edge in edges:
+        edges = []
+        for row in await self._uow.run_flushed(_list):
+            edge = _row_to_edge(row)
+            self._edges.setdefault(_edge_tuple(edge), edge)  # everything buffered is written: it is stored
             self._uow.track(edge)
+            edges.append(edge)
         return edges
 
     async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
@@ -328,14 +483,53 @@ class SqliteEdgeRepository:
         sql = ("WITH RECURSIVE walk(node) AS (SELECT ? UNION "
                "SELECT e.target FROM edges e JOIN walk w ON e.graph = ? AND e.type = ? AND e.source = w.node) "
                "SELECT 1 FROM walk WHERE node = ? LIMIT 1")
-        row = await self._uow.run(lambda c: c.execute(sql, (from_id, graph, edge_type, to_id)).fetchone())
+        row = await self._uow.run_flushed(lambda c: c.execute(sql, (from_id, graph, edge_type, to_id)).fetchone())
         return row is not None
 
     async def count_of_type(self, graph: str, edge_type: str) -> int:
-        row = await self._uow.run(lambda c: c.execute(
+        row = await self._uow.run_flushed(lambda c: c.execute(
             "SELECT COALESCE(SUM(count), 0) FROM edge_counters WHERE graph = ? AND type = ? AND direction = 'OUT'",
             (graph, edge_type)).fetchone())
         return int(row[0])
+
+    # --- flushing ---------------------------------------------------------------------------
+    def drain(self) -> Write | None:
+        """Take the buffered changes as one function that writes them (multi-row statements)."""
+        deltas = {k: d for k, d in self._deltas.items() if d}
+        if not self._writes and not deltas:
+            self._deltas.clear()
+            return None
+        deletes = [k for k, (first, _) in self._writes.items() if first == "delete"]
+        inserts = [row for _, row in self._writes.values() if row is not None]
+        bumps = [(*k, d) for k, d in deltas.items() if d > 0]
+        drops = [(d, *k) for k, d in deltas.items() if d < 0]
+        for k, d in deltas.items():
+            if k in self._counts:
+                self._counts[k] += d
+        self._writes = {}
+        self._deltas = Counter()
+
+        def write(c: sqlite3.Connection) -> None:
+            if deletes:
+                cur = c.executemany("DELETE FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
+                                    deletes)
+                if cur.rowcount != len(deletes):
+                    raise Internal("an edge removed in this transaction was not stored")
+            if inserts:
+                insert_rows(c, f"INSERT INTO edges ({_EDGE_COLUMNS})", 6, inserts)
+            if bumps:
+                insert_rows(c, "INSERT INTO edge_counters (graph, node, type, direction, count)", 5, bumps,
+                            " ON CONFLICT (graph, node, type, direction) DO UPDATE SET count = count + excluded.count")
+            if drops:
+                # the CHECK (count >= 0) constraint refuses a counter that would go negative
+                cur = c.executemany("UPDATE edge_counters SET count = count + ? WHERE graph = ? AND node = ? "
+                                    "AND type = ? AND direction = ?", drops)
+                if cur.rowcount != len(drops):
+                    raise Internal("an edge counter is missing")
+                c.executemany("DELETE FROM edge_counters WHERE graph = ? AND node = ? AND type = ? "
+                              "AND direction = ? AND count = 0", [k for _, *k in drops])
+
+        return write
 
 
 # --- idempotency & cascade jobs -------------------------------------------------------
@@ -343,30 +537,41 @@ class SqliteEdgeRepository:
 class SqliteIdempotencyStore:
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
         self._uow = uow
+        self._records: dict[tuple[str, str], IdempotencyRecord | None] = {}
+        self._pending: list[tuple] = []
 
     async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
-        row = await self._uow.run(lambda c: c.execute(
-            "SELECT graph, request_id, operation, fingerprint, response, created_at FROM idempotency "
-            "WHERE graph = ? AND request_id = ?", (graph, request_id)).fetchone())
-        if row is None:
-            return None
-        return IdempotencyRecord(graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
-                                 fingerprint=row["fingerprint"], response=bytes(row["response"]),
-                                 created_at=from_epoch_micros(row["created_at"]))
+        self._uow.ensure_open()
+        key = (graph, request_id)
+        if key not in self._records:
+            row = await self._uow.run(lambda c: c.execute(
+                "SELECT graph, request_id, operation, fingerprint, response, created_at FROM idempotency "
+                "WHERE graph = ? AND request_id = ?", key).fetchone())
+            self._records[key] = None if row is None else IdempotencyRecord(
+                graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
+                fingerprint=row["fingerprint"], response=bytes(row["response"]),
+                created_at=from_epoch_micros(row["created_at"]))
+        return self._records[key]
 
     async def put(self, record: IdempotencyRecord) -> None:
-        def _put(c: sqlite3.Connection) -> None:
-            try:
-                c.execute("INSERT INTO idempotency (graph, request_id, operation, fingerprint, response, created_at) "
-                          "VALUES (?, ?, ?, ?, ?, ?)",
-                          (record.graph, record.request_id, record.operation, record.fingerprint,
-                           sqlite3.Binary(record.response), epoch_micros(record.created_at)))
-            except sqlite3.IntegrityError:
-                raise ValidationFailed(
-                    f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
-                    violations=[FieldViolation("request_id", "already used for another request")]) from None
+        if await self.get(record.graph, record.request_id) is not None:
+            raise ValidationFailed(
+                f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
+                violations=[FieldViolation("request_id", "already used for another request")])
+        self._records[(record.graph, record.request_id)] = record
+        self._pending.append((record.graph, record.request_id, record.operation, record.fingerprint,
+                              sqlite3.Binary(record.response), epoch_micros(record.created_at)))
 
-        await self._uow.run(_put)
+    def drain(self) -> Write | None:
+        if not self._pending:
+            return None
+        rows, self._pending = self._pending, []
+
+        def write(c: sqlite3.Connection) -> None:
+            insert_rows(c, "INSERT INTO idempotency (graph, request_id, operation, fingerprint, response, created_at)",
+                        6, rows)
+
+        return write
 
 
 class SqliteCascadeJobQueue:

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS edges (
     PRIMARY KEY (graph, source, type, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_in ON edges (graph, target, type, source);
-CREATE INDEX IF NOT EXISTS edges_by_time ON edges (graph, create_time);
+-- Nothing reads edges by time (listings sort a node's own edges): the index only cost
+-- a random write and ~25 bytes per edge. Files made before keep paying until opened.
+DROP INDEX IF EXISTS edges_by_time;
 
 CREATE TABLE IF NOT EXISTS edge_counters (
     graph       TEXT    NOT NULL,

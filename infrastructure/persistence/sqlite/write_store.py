@@ -1,10 +1,11 @@
 """The command side's SQLite store: one writer connection, one transaction at a time.
 
-``SqliteUnitOfWork.__aenter__`` takes the store's asyncio lock and runs
-``BEGIN IMMEDIATE``; every repository call runs inside that transaction, so the
-invariants handlers check there (counters, claims, reachability, endpoints) are
-race free. ``commit`` appends the events every aggregate recorded (the outbox)
-and COMMITs state, events and the idempotency record together.
+``SqliteUnitOfWork`` takes the store's asyncio lock on entry and runs
+``BEGIN IMMEDIATE`` with its first statement; every repository call runs inside that
+transaction, so the invariants handlers check there (counters, claims, reachability,
+endpoints) are race free. Repositories buffer their changes (write-behind, ADR 0006);
+``commit`` writes them, appends the events every aggregate recorded (the outbox) and
+COMMITs state, events and the idempotency record together, in one thread hop.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from types import TracebackType
 from typing import Any, Callable, TypeVar
 
 from domain.errors import Internal
-from domain.ports import CommitResult
+from domain.ports import CommitResult, Prefetch
 from domain.values import epoch_micros
 from infrastructure.persistence.sqlite.connection import SqliteConnection
 from infrastructure.persistence.sqlite.event_log import SHARD, SqliteEventLog, append_events, head_sync
 from infrastructure.persistence.sqlite.write_repositories import (
+    Loader,
     SqliteCascadeJobQueue,
     SqliteEdgeRepository,
     SqliteIdempotencyStore,
     SqliteNodeRepository,
     SqliteSchemaRepository,
+    Write,
 )
 from infrastructure.persistence.sqlite.write_schema import DDL
 from infrastructure.persistence.tracking import AggregateTracker
@@ -58,6 +61,16 @@ class SqliteWriteStore:
         reads it through its own connections."""
         return SqliteEventLog(self._db)
 
+    @property
+    def round_trips(self) -> int:
+        """Thread hops to the writer connection so far (diagnostics and tests)."""
+        return self._db.round_trips
+
+    async def trace_statements(self, callback: Callable[[str], None] | None) -> None:
+        """Call ``callback(sql)`` for every statement the writer runs; None stops it.
+        For tests and diagnostics: it costs a Python call per statement."""
+        await self._db.run(lambda c: c.set_trace_callback(callback))
+
     async def head(self) -> int:
         async with self._lock:
             return await self._db.run(head_sync)
@@ -89,10 +102,16 @@ def _rollback(c: sqlite3.Connection) -> None:
 
 
 class SqliteUnitOfWork:
+    """One write transaction. ``BEGIN IMMEDIATE`` rides on the first statement's thread
+    hop (the store's asyncio lock is taken on entry); buffered changes, the events and
+    ``COMMIT`` share the last hop. A BatchWrite of 100 edges costs a handful of hops and
+    statements whatever its size (ADR 0006)."""
+
     def __init__(self, store: SqliteWriteStore) -> None:
         self._store = store
         self._active = False
         self._used = False
+        self._begun = False
         self._committed = False
         self._aggregates = AggregateTracker()
         self._last_position = 0
@@ -103,26 +122,63 @@ class SqliteUnitOfWork:
         self.cascades = SqliteCascadeJobQueue(self)
 
     # --- used by the repositories ----------------------------------------------------
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def ensure_open(self) -> None:
         if not self._active:
             raise Internal("the unit of work is not open (use `async with uow:`)")
-        return await self._store._db.run(fn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer thread inside this transaction (one hop)."""
+        self.ensure_open()
+        if self._begun:
+            return await self._store._db.run(fn)
+        self._begun = True  # before the hop: a cancelled BEGIN must still be rolled back
+
+        def _first(c: sqlite3.Connection) -> T:
+            _begin(c)
+            return fn(c)
+
+        return await self._store._db.run(_first)
+
+    async def run_flushed(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Write every buffered change, then run ``fn`` (a query that must see them), in one hop."""
+        writes = self._drain()
+        if not writes:
+            return await self.run(fn)
+
+        def _flushed(c: sqlite3.Connection) -> T:
+            for write in writes:
+                write(c)
+            return fn(c)
+
+        return await self.run(_flushed)
+
+    async def load(self, *loaders: Loader) -> None:
+        """Run the loaders' reads in one hop, then let each apply what it read."""
+        results = await self.run(lambda c: [load(c) for load, _ in loaders])
+        for (_, apply), rows in zip(loaders, results):
+            apply(rows)
 
     def track(self, aggregate: Any) -> None:
         """Remember an aggregate and take the events it recorded so far, in order."""
         self._aggregates.track(aggregate)
 
-    # --- UnitOfWork -------------------------------------------------------------------
+    def _drain(self) -> list[Write]:
+        drained = (self.nodes.drain(), self.edges.drain(), self.idempotency.drain())
+        return [w for w in drained if w is not None]
+
+    # --- WriteUnitOfWork ------------------------------------------------------------------
+    async def prefetch(self, plan: Prefetch) -> None:
+        """Load everything ``plan`` names that this unit of work has not seen, in one hop:
+        one set-based statement per table (nodes, edges, counters, unique claims)."""
+        loaders = [*self.nodes.prefetcher(plan), *self.edges.prefetcher(plan)]
+        if loaders:
+            await self.load(*loaders)
+
     async def __aenter__(self) -> "SqliteUnitOfWork":
         if self._used:  # committed or rolled back: its tracker and positions belong to that transaction
             raise Internal("a unit of work is used once")
         self._used = True
         await self._store._lock.acquire()
-        try:
-            await self._store._db.run(_begin)
-        except BaseException:
-            self._store._lock.release()
-            raise
         self._active = True
         return self
 
@@ -135,21 +191,36 @@ class SqliteUnitOfWork:
             self._active = False
             self._store._lock.release()
 
-    async def flush(self) -> CommitResult:
+    async def _write(self, *, commit: bool) -> CommitResult:
+        writes = self._drain()
         events = self._aggregates.take_events()
-        if events:
-            self._last_position = await self.run(lambda c: append_events(c, events))
-        if not self._last_position:
-            return CommitResult(positions={SHARD: await self.run(head_sync)})
-        return CommitResult(positions={SHARD: self._last_position})
+        known = self._last_position
+
+        def _apply(c: sqlite3.Connection) -> tuple[int, int]:
+            for write in writes:
+                write(c)
+            last = append_events(c, events) if events else 0
+            position = last or known or head_sync(c)
+            if commit:
+                c.execute("COMMIT")
+            return position, last
+
+        position, last = await self.run(_apply)
+        if last:
+            self._last_position = last
+        return CommitResult(positions={SHARD: position})
+
+    async def flush(self) -> CommitResult:
+        return await self._write(commit=False)
 
     async def commit(self) -> CommitResult:
-        result = await self.flush()
-        await self.run(lambda c: c.execute("COMMIT"))
+        result = await self._write(commit=True)
         self._committed = True
         return result
 
     async def rollback(self) -> None:
         if self._active and not self._committed:
             self._aggregates.discard()
-            await self._store._db.run(_rollback)
+            self._drain()
+            if self._begun:
+                await self._store._db.run(_rollback)
