@@ -8,6 +8,7 @@ runs beside the server (the cascade worker, the projector) and the order they st
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -36,6 +37,22 @@ def die_with_parent() -> None:
         pass
 
 
+# Container allocations between young-generation collections (CPython's default is 700).
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Once the process has started: move everything alive (modules, descriptors, the
+    composed application) out of the collector's reach, and collect the young generation
+    less often. A request's objects die by reference counting; what the collector did was
+    rescan long-lived ones. A 1,000-node FULL traversal paid ~0.6 ms of collection per call
+    (373 collections per 100 traversals); with this, 2 collections per 100."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def run_service(name: str, main: Callable[[Settings], Awaitable[None]], *,
                 env: Mapping[str, str] | None = None) -> int:
     """Read the settings once (a bad configuration exits 2 naming every problem), log
@@ -56,4 +73,5 @@ async def serve_grpc(*, address: str, register: Callable[[aio.Server], None], se
     until signalled; drain within ``grace`` seconds, then run ``on_shutdown``."""
     running = await start_server(address=address, register=register, service_names=service_names,
                                  interceptors=default_interceptors())
+    tune_gc()
     await serve_until_signalled(running, grace, on_shutdown=on_shutdown)

@@ -41,3 +41,16 @@ def test_a_good_configuration_configures_logging_then_runs_main(logging_levels):
     assert run_service("test service", main, env=GOOD_ENV) == EXIT_OK
     assert logging_levels == ["WARNING"]
     assert [s.db_path for s in ran] == ["/tmp/never-opened.db"]
+
+
+def test_tune_gc_freezes_what_lives_and_collects_less_often():
+    import gc
+
+    from infrastructure.process import GC_GEN0_THRESHOLD, tune_gc
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
