@@ -1,0 +1,127 @@
+"""The benchmark's pure helpers (bench/graphgen.py, bench/answers.py, bench/stats.py):
+fast checks so that `make bench` cannot silently measure the wrong thing."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from bench.answers import (
+    Levels,
+    bfs_levels,
+    bidirectional_distance,
+    compare_levels,
+    compare_paths,
+    levels_from_names,
+    same_levels,
+)
+from bench.graphgen import ZipfSampler, node_id, node_index, power_law_graph
+from bench.stats import percentile
+
+
+def test_power_law_graph_shape_and_determinism():
+    g = power_law_graph(2000, 10, seed=3)
+    assert g.edges == power_law_graph(2000, 10, seed=3).edges
+    assert g.edges != power_law_graph(2000, 10, seed=4).edges
+    assert len(g.edges) == (2000 - 10) * 10
+    assert len(set(g.edges)) == len(g.edges)  # distinct targets per node
+    out = collections.Counter(s for s, _ in g.edges)
+    assert set(out.values()) == {10} and min(out) == 10  # the seed nodes follow nobody
+    assert all(t < s for s, t in g.edges)  # only older nodes: a DAG
+
+
+def test_power_law_graph_in_degree_is_heavy_tailed():
+    g = power_law_graph(5000, 10, seed=1)
+    deg = sorted(g.in_degrees(), reverse=True)
+    mean = sum(deg) / len(deg)
+    assert deg[0] > 50 * mean  # hubs
+    assert deg[len(deg) // 2] < mean  # most nodes below the mean
+    assert sum(deg[:50]) > 0.2 * len(g.edges)  # 1% of the nodes hold over 20% of the in-edges
+
+
+def test_node_ids_round_trip():
+    assert node_index(node_id(1234)) == 1234
+
+
+def test_zipf_sampler_is_seeded_and_skewed():
+    a, b = ZipfSampler(1000, 1.0, seed=5), ZipfSampler(1000, 1.0, seed=5)
+    xs = a.samples(20_000)
+    assert xs == b.samples(20_000)
+    assert all(0 <= x < 1000 for x in xs)
+    counts = collections.Counter(xs)
+    assert counts[0] > counts[1] > counts[9] > counts[99]
+    assert counts[0] / len(xs) == pytest.approx(a.probability(0), abs=0.01)
+    assert a.probability(0) == pytest.approx(2 * a.probability(1))
+    assert sum(a.probability(i) for i in range(1000)) == pytest.approx(1.0)
+    pairs = a.pairs(200)
+    assert all(s > t for s, t in pairs)
+
+
+GRAPH = {"a": ["b", "c"], "b": ["d"], "c": ["d", "e"], "d": ["f"], "e": [], "f": ["a"]}
+
+
+def expand_over(adj):
+    return lambda frontier: [nb for n in frontier for nb in adj.get(n, [])]
+
+
+def reverse(adj):
+    rev: dict[str, list[str]] = {}
+    for s, ts in adj.items():
+        for t in ts:
+            rev.setdefault(t, []).append(s)
+    return rev
+
+
+def test_bfs_levels_depth_visited_and_cap():
+    full = bfs_levels(expand_over(GRAPH), "a", max_depth=10, max_nodes=100)
+    assert [sorted(x) for x in full.levels] == [["a"], ["b", "c"], ["d", "e"], ["f"]] and not full.truncated
+    two = bfs_levels(expand_over(GRAPH), "a", max_depth=2, max_nodes=100)
+    assert two.count() == 5 and not two.truncated
+    capped = bfs_levels(expand_over(GRAPH), "a", max_depth=10, max_nodes=4)
+    assert capped.count() == 4 and capped.truncated
+    exact = bfs_levels(expand_over(GRAPH), "a", max_depth=10, max_nodes=6)
+    assert exact.count() == 6 and not exact.truncated  # the cap is only hit when a node does not fit
+
+
+def test_compare_levels():
+    full = Levels([["a"], ["b", "c"], ["d"]])
+    assert compare_levels(full, Levels([["a"], ["c", "b"], ["d"]])) is None
+    assert "depth 2" in compare_levels(full, Levels([["a"], ["b", "c"], ["e"]]))
+    assert compare_levels(Levels([["a"], ["b"]], truncated=True), full) is None
+    assert "did not" in compare_levels(Levels([["a"], ["x"]], truncated=True), full, "ew", "pg")
+    assert compare_levels(Levels([["a"], ["x"]], truncated=True), Levels([["a"], ["y"]], truncated=True)) is None
+    assert same_levels(full, Levels([["a"], ["c", "b"], ["d"]]))
+    assert not same_levels(full, Levels([["a"], ["c", "b"], ["d"]], truncated=True))
+    assert levels_from_names([["g/n/a"], ["g/n/b"]], False, "g/n/").levels == [["a"], ["b"]]
+
+
+def test_bidirectional_distance_matches_plain_bfs():
+    fwd, bwd = expand_over(GRAPH), expand_over(reverse(GRAPH))
+    for s in GRAPH:
+        dist = {lvl_node: d for d, level in enumerate(bfs_levels(fwd, s, 12, 100).levels) for lvl_node in level}
+        for t in GRAPH:
+            want = dist.get(t)
+            assert bidirectional_distance(fwd, bwd, s, t, 12) == want, (s, t)
+    assert bidirectional_distance(fwd, bwd, "a", "f", 2) is None  # needs 3 edges
+    assert bidirectional_distance(fwd, bwd, "e", "a", 12) is None  # e is a sink
+
+
+def test_bidirectional_distance_on_a_power_law_graph():
+    g = power_law_graph(400, 3, seed=2)
+    adj: dict[str, list[str]] = {}
+    for s, t in g.edges:
+        adj.setdefault(node_id(s), []).append(node_id(t))
+    fwd, bwd = expand_over(adj), expand_over(reverse(adj))
+    for s, t in ZipfSampler(400, 1.0, seed=9).pairs(50):
+        levels = bfs_levels(fwd, node_id(s), 6, 10_000).levels
+        want = next((d for d, level in enumerate(levels) if node_id(t) in level), None)
+        assert bidirectional_distance(fwd, bwd, node_id(s), node_id(t), 6) == want
+
+
+def test_compare_paths_and_percentile():
+    assert compare_paths(3, 3) is None and compare_paths(None, None) is None
+    assert compare_paths(3, None, "ew", "pg") == "ew length 3 vs pg not found"
+    xs = [float(i) for i in range(1, 101)]
+    assert percentile(xs, 50) == 50.0 and percentile(xs, 99) == 99.0 and percentile(xs, 100) == 100.0
+    assert percentile([], 50) != percentile([], 50)  # nan
