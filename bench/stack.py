@@ -76,6 +76,21 @@ class Stack:
         self.query_health = health_pb2_grpc.HealthStub(self.query_channel)
         return self
 
+    def start_query_replica(self, name: str, extra_env: dict[str, str]):
+        """Another ``python -m query_service`` on the same DB file and a free port (e.g. with
+        ``EDGEWISE_TRAVERSE_ENGINE=naive`` and ``EDGEWISE_PROJECTOR_ENABLED=false``: it then
+        follows the main query service's projection). Returns its channel's query stub."""
+        self.addresses[name] = f"127.0.0.1:{free_port()}"
+        env = {**self.env, "EDGEWISE_QUERY_ADDR": self.addresses[name], **extra_env}
+        self.logs[name] = self.workdir / f"{name}.log"
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "query_service"], cwd=ROOT, env=env, preexec_fn=die_with_parent,
+            stdout=self.logs[name].open("wb"), stderr=subprocess.STDOUT)
+        self._wait_healthy(name)
+        channel = grpc.insecure_channel(self.addresses[name])
+        self.channels.append(channel)
+        return query_service_pb2_grpc.GraphQueryServiceStub(channel)
+
     def _wait_healthy(self, module: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.addresses[module]) as channel:
