@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         rel = [p.relative_to(report_path.parent / "bench").as_posix() if plots_dir == report_path.parent / "bench"
                else str(p) for p in written]
         meta = _meta(argv, scale, elapsed, load_before)
-        report_path.write_text(report.render(side, meta, sections, rel))
+        notes = report.existing_notes(report_path.read_text()) if report_path.exists() else ""
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(report.render(side, meta, sections, rel, notes))
         print(f"wrote {report_path} and {len(written)} plots in {plots_dir}")
     if side is not None and side.mismatches:
         print(f"FAILED: {len(side.mismatches)} answer mismatches between systems", file=sys.stderr)

@@ -109,7 +109,39 @@ def compare_levels(a: Levels, b: Levels, a_name: str = "a", b_name: str = "b") -
     if outside:
         return (f"{cut_name} (truncated) reached {len(outside)} nodes that {full_name} (complete) did not, "
                 f"e.g. {sorted(outside)[:5]}")
+    # a cut walk may reach a node later than BFS would (a per-node cap hid the short way), never earlier
+    depth_of = {n: d for d, level in enumerate(full.levels) for n in level}
+    early = sorted(n for d, level in enumerate(cut.levels) for n in level if d < depth_of[n])
+    if early:
+        return f"{cut_name} (truncated) reached {len(early)} nodes before their BFS depth, e.g. {early[:5]}"
     return None
+
+
+class Oracle:
+    """Ground truth from the generated graph itself (in memory, no cap): the complete
+    BFS levels around a node and exact shortest-path lengths. Adjacency by node index."""
+
+    def __init__(self, nodes: int, edges: Iterable[tuple[int, int]], ident: Callable[[int], str],
+                 index: Callable[[str], int]) -> None:
+        self.out: list[list[int]] = [[] for _ in range(nodes)]
+        self.inc: list[list[int]] = [[] for _ in range(nodes)]
+        for s, t in edges:
+            self.out[s].append(t)
+            self.inc[t].append(s)
+        self.ident, self.index = ident, index
+        self._levels: dict[tuple[str, int], Levels] = {}
+
+    def _expand(self, adj: list[list[int]]) -> Expand:
+        return lambda frontier: [self.ident(nb) for n in frontier for nb in adj[self.index(n)]]
+
+    def levels_in(self, start: str, max_depth: int) -> Levels:
+        key = (start, max_depth)
+        if key not in self._levels:
+            self._levels[key] = bfs_levels(self._expand(self.inc), start, max_depth, max_nodes=len(self.out) + 1)
+        return self._levels[key]
+
+    def distance(self, source: str, target: str, max_depth: int) -> int | None:
+        return bidirectional_distance(self._expand(self.out), self._expand(self.inc), source, target, max_depth)
 
 
 def same_levels(a: Levels, b: Levels) -> bool:

@@ -140,7 +140,20 @@ def _latency_table(samples: dict, base: str | None, floor: str | None, extra_col
     return rows
 
 
-def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: list[str]) -> str:
+NOTES_BEGIN = "<!-- notes:begin (hand-written; make bench keeps this block: update it when you regenerate) -->"
+NOTES_END = "<!-- notes:end -->"
+
+
+def existing_notes(text: str) -> str:
+    """The hand-written notes block of a previous report, markers excluded ('' if none)."""
+    begin = text.find("<!-- notes:begin")
+    end = text.find(NOTES_END)
+    if begin < 0 or end < begin:
+        return ""
+    return text[text.index("-->", begin) + 3:end].strip("\n")
+
+
+def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: list[str], notes: str = "") -> str:
     cfg = res.config
     g = res.graph
     L: list[str] = []
@@ -203,6 +216,12 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
             f"{res.checked.get('W2', 0)} path comparisons, no mismatch.")
         add("")
 
+    add("### Notes on this run")
+    add("")
+    add(NOTES_BEGIN)
+    add(notes or "(none yet)")
+    add(NOTES_END)
+    add("")
     add("### Targets")
     add("")
     add("| target | rule | measured | verdict | note |")
@@ -261,8 +280,8 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
     add("")
     L.extend(_latency_table(res.findpath, sb.PG_BIDI if sb.PG_BIDI in res.findpath else None, sb.FLOOR, False))
     add("")
-    add("Paths found: " + ", ".join(f"{k} {v} of {len(res.findpath[k].latencies)}"
-                                      for k, v in res.path_found.items()) + ".")
+    n_pairs = len(res.findpath[sb.EW_PATH].latencies) if sb.EW_PATH in res.findpath else 0
+    add(f"Paths found (of {n_pairs} pairs): " + ", ".join(f"{k} {v}" for k, v in res.path_found.items()) + ".")
     add("")
     add("### W3: GetNode against the empty RPC")
     add("")
@@ -344,13 +363,26 @@ METHOD = """## Method
 - **Statistics.** p50 is the median, p99 the nearest-rank 99th percentile (with 200 samples it is the
   second slowest). Ratios divide medians (or p99s) measured in this same run.
 
-### Older workloads (kept)
+### Older workloads (kept: A, B, C)
 
-`--only traverse` is the in-process batched vs naive comparison with storage round trips per BFS level
-(`bench/traversal.py`, random graph with fixed fan-outs); `--only e2e` is reads against the empty RPC on a
-small graph plus single-write latency and projection lag (`bench/e2e.py`). Their flags: `--nodes`,
-`--fanouts`, `--depths`, `--e2e-nodes`, `--e2e-fanout`, `--poll-ms`, `--write-gap-ms`. Both run in the
-default `make bench` and appear above as text tables.
+- **A. Batched vs naive Traverse in process** (`--only traverse`, `bench/traversal.py`). A random graph of
+  `--nodes` nodes (default 2,000) with, for each fan-out F of `--fanouts` (default 5, 20, 50), an edge type
+  `fF` along which every node has exactly F random out-neighbours. The events go into a temporary SQLite
+  event log and the real projector builds the read model. Two query applications over that file (one per
+  engine, each with its own 4-connection reader pool) run the same start node one after the other, the
+  order alternating; depth `--depths` (default 2, 3), max_nodes 10,000, per_node_fanout 1,000, so no budget
+  cuts the walk. Every pair of answers must be identical, else the run aborts with exit code 3. Round trips
+  are the delta of `SqliteReadModel.round_trips`, split per BFS level (L0 = schema + start node; then one
+  `adjacency_many` and one `get_nodes` per level for the batched engine). This is the workload that shows
+  the round-trip ratio (2 + 2d batched, whatever the fan-out); W1 above shows what it buys end to end.
+- **B. Reads against the empty RPC** (`--only e2e`, `bench/e2e.py`): both services as processes, 500
+  nodes with 10 random `follows` each and 10 hubs with 60 `links`; GetNode, ListEdges (50) and Traverse
+  depth 2 interleaved round robin with Health/Check on the same channel, 300 times each after 20 warm-up
+  rounds.
+- **C. Single writes and projection lag** (same processes as B): 100 CreateNode and 100 AddEdge calls with
+  a fresh request_id each, each after a random 0-60 ms pause (`--write-gap-ms`, so writes land at random
+  points of the projector's poll cycle); the lag is the time from the write's response until a read carrying
+  its token (`at_least_token`) is served.
 
 ### The 10^6-edge run
 

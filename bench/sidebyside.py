@@ -42,7 +42,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from bench import answers
 from bench.answers import Levels
-from bench.graphgen import Graph, ZipfSampler, node_id, power_law_graph
+from bench.graphgen import Graph, ZipfSampler, node_id, node_index, power_law_graph
 from bench.pg import PgCluster, PgQueries, PgUnavailable
 from bench.stack import Stack
 from bench.stats import median
@@ -203,7 +203,11 @@ def _ew_ingest(stack: Stack, graph: Graph, cfg: SideConfig, log) -> dict:
         f"({len(graph.edges) / edges['elapsed']:.0f}/s); waiting for the projection")
     # the projection has caught up when a read carrying the last write's token is served
     deadline = written + cfg.catchup_timeout_s
+    shown = written
     while True:
+        if time.perf_counter() - shown > 30:
+            shown = time.perf_counter()
+            log(f"    still waiting for the projection ({shown - written:.0f}s)")
         try:
             stack.queries.GetNode(q.GetNodeRequest(name=_name(0), consistency=pb.ReadConsistency(
                 at_least_token=edges["token"])), timeout=60)
@@ -212,6 +216,7 @@ def _ew_ingest(stack: Stack, graph: Graph, cfg: SideConfig, log) -> dict:
             if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
                     or time.perf_counter() > deadline:
                 raise
+            stack.check_alive()
     catchup = time.perf_counter() - written
     # and nothing is left: a fully consistent read waits for the whole log
     stack.queries.GetNode(q.GetNodeRequest(name=_name(0), consistency=pb.ReadConsistency(fully_consistent=True)),
@@ -259,7 +264,8 @@ def _levels_of(resp: q.TraverseResponse) -> Levels:
     return answers.levels_from_names([list(lv.node_names) for lv in resp.levels], resp.truncated, PREFIX)
 
 
-def _w1(stack: Stack, naive, pg: PgQueries | None, starts: list[str], cfg: SideConfig, res: SideResult, log) -> None:
+def _w1(stack: Stack, naive, pg: PgQueries | None, starts: list[str], cfg: SideConfig, res: SideResult,
+        oracle: answers.Oracle) -> None:
     n = len(starts)
     got: dict[str, dict[int, Levels | None]] = {}
     res.traverse = {}
@@ -359,27 +365,30 @@ def _w1(stack: Stack, naive, pg: PgQueries | None, starts: list[str], cfg: SideC
         d.clear()
     interleave(n, systems, cfg.block)
 
-    # answers: every pair of systems that must agree
+    # answers: every system against the ground truth (the generated graph, in memory), and the
+    # three Edgewise variants (same engine semantics) against each other exactly
     checked = 0
     for k in range(n):
-        names = got[EW_NAMES].get(k)
-        pairs = [(EW_FULL, True), (EW_NAIVE, True), (PG_LEVELS, False), (PG_CTE, False)]
-        for other, exact in pairs:
-            theirs = got.get(other, {}).get(k)
-            if names is None or theirs is None:
+        truth = oracle.levels_in(starts[k], cfg.depth)
+        fits = truth.count() <= cfg.max_nodes + 1
+        for system, answers_by_k in got.items():
+            lv = answers_by_k.get(k)
+            if lv is None:
                 continue
             checked += 1
-            if exact:
+            diff = answers.compare_levels(lv, truth, system, "the graph")
+            if diff is None and lv.truncated and fits:
+                diff = f"{system} says truncated, but all {truth.count()} nodes fit in the budget"
+            if diff is not None:
+                res.mismatches.append(f"W1 start {starts[k]}: {diff}")
+        names = got[EW_NAMES].get(k)
+        for other in (EW_FULL, EW_NAIVE):
+            theirs = got.get(other, {}).get(k)
+            if names is not None and theirs is not None:
+                checked += 1
                 if not answers.same_levels(names, theirs):
-                    res.mismatches.append(f"W1 start {starts[k]}: {EW_NAMES} vs {other}: "
-                                          f"{answers.compare_levels(names, theirs, EW_NAMES, other) or 'truncation differs'}")
-            elif (diff := answers.compare_levels(names, theirs, EW_NAMES, other)) is not None:
-                res.mismatches.append(f"W1 start {starts[k]}: {diff}")
-        a, b = got.get(PG_LEVELS, {}).get(k), got.get(PG_CTE, {}).get(k)
-        if a is not None and b is not None:
-            checked += 1
-            if (diff := answers.compare_levels(a, b, PG_LEVELS, PG_CTE)) is not None:
-                res.mismatches.append(f"W1 start {starts[k]}: {diff}")
+                    res.mismatches.append(f"W1 start {starts[k]}: {EW_NAMES} and {other} differ: "
+                                          f"{answers.compare_levels(names, theirs, EW_NAMES, other) or 'truncation'}")
     res.checked["W1"] = checked
 
 
@@ -387,7 +396,8 @@ def _w1(stack: Stack, naive, pg: PgQueries | None, starts: list[str], cfg: SideC
 # W2: FindPath
 
 
-def _w2(stack: Stack, pg: PgQueries | None, pairs: list[tuple[str, str]], cfg: SideConfig, res: SideResult) -> None:
+def _w2(stack: Stack, pg: PgQueries | None, pairs: list[tuple[str, str]], cfg: SideConfig, res: SideResult,
+        oracle: answers.Oracle) -> None:
     n = len(pairs)
     lengths: dict[str, dict[int, int | None]] = {EW_PATH: {}, PG_BIDI: {}}
     res.findpath = {EW_PATH: Samples(), FLOOR: Samples()}
@@ -430,15 +440,17 @@ def _w2(stack: Stack, pg: PgQueries | None, pairs: list[tuple[str, str]], cfg: S
     interleave(n, systems, cfg.block)
     checked = 0
     for k in range(n):
-        a = lengths[EW_PATH].get(k, -1)
-        res.path_found[EW_PATH] = res.path_found.get(EW_PATH, 0) + (a is not None and a >= 0)
-        if PG_BIDI in res.findpath:
-            b = lengths[PG_BIDI][k]
-            res.path_found[PG_BIDI] = res.path_found.get(PG_BIDI, 0) + (b is not None)
-            if a == -1:
+        truth = oracle.distance(pairs[k][0], pairs[k][1], cfg.path_depth)
+        res.path_found["the graph (exact)"] = res.path_found.get("the graph (exact)", 0) + (truth is not None)
+        for system, by_k in lengths.items():
+            if k not in by_k:
+                continue
+            got = by_k[k]
+            res.path_found[system] = res.path_found.get(system, 0) + (got is not None and got >= 0)
+            if got == -1:  # Edgewise said truncated: "not found within the budget"
                 continue
             checked += 1
-            if (diff := answers.compare_paths(a, b, EW_PATH, PG_BIDI)) is not None:
+            if (diff := answers.compare_paths(got, truth, system, "the graph")) is not None:
                 res.mismatches.append(f"W2 {pairs[k][0]} -> {pairs[k][1]}: {diff}")
     res.checked["W2"] = checked
 
@@ -584,6 +596,7 @@ def run(cfg: SideConfig, workdir: Path, log=print) -> SideResult:
     pairs = [(node_id(s), node_id(t)) for s, t in ZipfSampler(graph.nodes, 1.0, seed=cfg.seed + 2).pairs(cfg.starts)]
     pairs = pairs * cfg.passes
     res.graph["distinct_starts"] = len(set(picks))
+    oracle = answers.Oracle(graph.nodes, graph.edges, node_id, node_index)
 
     pg_cluster: PgCluster | None = None
     pgq: PgQueries | None = None
@@ -621,13 +634,14 @@ def run(cfg: SideConfig, workdir: Path, log=print) -> SideResult:
         if cfg.naive_cap > 0:
             naive = stack.start_query_replica("query_service_naive", {
                 "EDGEWISE_TRAVERSE_ENGINE": "naive", "EDGEWISE_PROJECTOR_ENABLED": "false"})
+        stack.check_alive()
         t = time.perf_counter()
         log(f"  [W1] 3-hop IN traversal: {len(starts)} samples ({cfg.starts} Zipf starts x {cfg.passes})")
-        _w1(stack, naive, pgq, starts, cfg, res, log)
+        _w1(stack, naive, pgq, starts, cfg, res, oracle)
         res.timings["W1"] = time.perf_counter() - t
         t = time.perf_counter()
         log(f"  [W2] FindPath: {len(pairs)} samples")
-        _w2(stack, pgq, pairs, cfg, res)
+        _w2(stack, pgq, pairs, cfg, res, oracle)
         res.timings["W2"] = time.perf_counter() - t
         t = time.perf_counter()
         log("  [W3] GetNode vs empty RPC; concurrent callers")

@@ -107,6 +107,13 @@ class Stack:
                 time.sleep(0.1)
         raise RuntimeError(f"{module} did not become healthy in {timeout:.0f}s:\n{self.tail(module)}")
 
+    def check_alive(self) -> None:
+        """Raises if a service process has exited (instead of retrying against a dead port)."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} (killed by someone else?):\n"
+                                   f"{self.tail(name)}")
+
     def tail(self, module: str, lines: int = 30) -> str:
         path = self.logs.get(module)
         if path is None or not path.exists():

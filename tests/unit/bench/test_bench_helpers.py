@@ -125,3 +125,33 @@ def test_compare_paths_and_percentile():
     xs = [float(i) for i in range(1, 101)]
     assert percentile(xs, 50) == 50.0 and percentile(xs, 99) == 99.0 and percentile(xs, 100) == 100.0
     assert percentile([], 50) != percentile([], 50)  # nan
+
+
+def test_compare_levels_rejects_a_cut_walk_that_is_early():
+    full = Levels([["a"], ["b"], ["c"]])
+    assert compare_levels(Levels([["a"], ["c"]], truncated=True), full, "ew", "truth").startswith(
+        "ew (truncated) reached 1 nodes before")
+    assert compare_levels(Levels([["a"], [], ["b"]], truncated=True), full) is None  # later is possible
+
+
+def test_oracle_levels_and_distances():
+    from bench.answers import Oracle
+    g = power_law_graph(300, 3, seed=4)
+    oracle = Oracle(g.nodes, g.edges, node_id, node_index)
+    rev: dict[str, list[str]] = {}
+    for s, t in g.edges:
+        rev.setdefault(node_id(t), []).append(node_id(s))
+    for start in ("u0", "u5", "u150", "u299"):
+        want = bfs_levels(expand_over(rev), start, 3, 10_000)
+        assert same_levels(oracle.levels_in(start, 3), want)
+    assert oracle.distance("u299", "u299", 6) == 0
+    s, t = g.edges[-1]
+    assert oracle.distance(node_id(s), node_id(t), 6) == 1
+    assert oracle.distance(node_id(t), node_id(s), 6) is None  # edges only point to older nodes
+
+
+def test_report_keeps_the_hand_written_notes():
+    from bench.report import NOTES_BEGIN, NOTES_END, existing_notes
+    text = f"# x\n\n{NOTES_BEGIN}\nline 1\n\nline 2\n{NOTES_END}\nrest\n"
+    assert existing_notes(text) == "line 1\n\nline 2"
+    assert existing_notes("# no notes here\n") == ""
