@@ -128,7 +128,8 @@ class Oracle:
         for s, t in edges:
             self.out[s].append(t)
             self.inc[t].append(s)
-        self.ident, self.index = ident, index
+        names = [ident(i) for i in range(nodes)]  # one string per node, shared by every cached answer
+        self.ident, self.index = names.__getitem__, index
         self._levels: dict[tuple[str, int], Levels] = {}
 
     def _expand(self, adj: list[list[int]]) -> Expand:

@@ -69,7 +69,7 @@ def paired_naive_ratio(res: SideResult) -> tuple[float | None, int]:
 def targets(res: SideResult) -> list[Target]:
     t = res.traverse
     out: list[Target] = []
-    no_pg = f"not measured: {res.pg_skipped}" if res.pg_skipped else "not measured"
+    no_pg = "no PostgreSQL in this run" if res.pg_skipped else "-"
 
     def ratio_target(name: str, rule: str, a: float | None, b: float | None, limit: float, at_most: bool,
                      why: str = "") -> None:
