@@ -308,9 +308,13 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
     add("")
     L.extend(_latency_table(res.mix, None, None, False))
     add("")
-    add("Cache hit ratio: " + ("**not exposed** -- the query service has no cache counters yet; the hook is "
-                               "`bench/sidebyside.py: cache_counters()`." if res.cache_hit_ratio is None
-                               else f"**{100 * res.cache_hit_ratio:.1f} %** over the timed calls."))
+    if res.cache_hit_ratio is None:
+        add("Cache hit ratio: **not exposed** -- the query service serves no `edgewise_read_cache_*` counters "
+            "(the hook is `bench/sidebyside.py: cache_counters()`).")
+    else:
+        by_kind = ", ".join(f"{k} {h:,.0f}/{h + m:,.0f}" for k, (h, m) in sorted(res.cache_by_kind.items()))
+        add(f"Cache hit ratio: **{100 * res.cache_hit_ratio:.1f} %** over the timed calls, from the query "
+            f"service's `/metrics` (hits/lookups by kind: {by_kind}).")
     add("")
     if plots:
         add("### Plots")

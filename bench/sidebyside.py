@@ -24,7 +24,9 @@ import asyncio
 import math
 import os
 import random
+import re
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,7 @@ class SideResult:
     concurrent: dict[str, dict] = field(default_factory=dict)
     mix: dict[str, Samples] = field(default_factory=dict)
     cache_hit_ratio: float | None = None
+    cache_by_kind: dict[str, tuple[float, float]] = field(default_factory=dict)  # (hits, misses) in W4
     mismatches: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
@@ -534,16 +537,35 @@ async def _concurrent(stack: Stack, graph: Graph, cfg: SideConfig, rng: random.R
 # W4: a Zipf GetNode/ListEdges mix and the cache hit ratio
 
 
-def cache_counters(stack: Stack) -> tuple[int, int] | None:
-    """HOOK(cache): the query service's cache (hits, misses) counters.
+def cache_counters(stack: Stack) -> dict[str, tuple[float, float]] | None:
+    """HOOK(cache): the query service's read-cache (hits, misses) per kind, or None.
 
-    The read cache (DESIGN §4, "Hit ratio is a metric") is being built in parallel and
-    exposes nothing yet. When it does, read its counters here (a metrics endpoint, an
-    admin RPC, trailing metadata, ...) and return them; W4 then reports the hit ratio
-    of the measured phase. Until then: None, and the report says "not exposed" -- never
-    a made-up number.
+    The read cache exports Prometheus counters ``edgewise_read_cache_hits{kind=...}`` and
+    ``edgewise_read_cache_misses{kind=...}`` on ``http://127.0.0.1:$EDGEWISE_METRICS_PORT/metrics``
+    (the harness sets that port for the main query service). A query service without
+    them (no cache yet, or metrics off) gives None, and the report says "not exposed" --
+    never a made-up number.
     """
-    return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return parse_cache_counters(text)
+
+
+def parse_cache_counters(text: str) -> dict[str, tuple[float, float]] | None:
+    """(hits, misses) per cache kind from Prometheus text exposition; None if absent."""
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        m = _CACHE_LINE.match(line)
+        if m:
+            which, kind, value = m.group(1), m.group(2), float(m.group(3))
+            found.setdefault(kind, [0.0, 0.0])[0 if which == "hits" else 1] += value
+    return {k: (v[0], v[1]) for k, v in found.items()} or None
+
+
+_CACHE_LINE = re.compile(r'^edgewise_read_cache_(hits|misses)(?:_total)?\{kind="([^"]*)"\}\s+([0-9.eE+-]+)\s*$')
 
 
 def _w4(stack: Stack, graph: Graph, cfg: SideConfig, res: SideResult, log) -> None:
@@ -571,9 +593,14 @@ def _w4(stack: Stack, graph: Graph, cfg: SideConfig, res: SideResult, log) -> No
         call(True)
     after = cache_counters(stack)
     if before is not None and after is not None:
-        hits, misses = after[0] - before[0], after[1] - before[1]
+        for kind, (hits, misses) in after.items():
+            h0, m0 = before.get(kind, (0.0, 0.0))
+            if hits - h0 or misses - m0:
+                res.cache_by_kind[kind] = (hits - h0, misses - m0)
+        hits = sum(h for h, _ in res.cache_by_kind.values())
+        misses = sum(m for _, m in res.cache_by_kind.values())
         res.cache_hit_ratio = hits / (hits + misses) if hits + misses else None
-        log(f"  cache hit ratio: {res.cache_hit_ratio}")
+        log(f"  cache hit ratio: {res.cache_hit_ratio} ({res.cache_by_kind})")
     else:
         log("  cache hit ratio: not exposed")
 

@@ -46,6 +46,10 @@ class Stack:
             "EDGEWISE_QUERY_ADDR": self.addresses["query_service"],
             **(extra_env or {}),
         }
+        # the query service's Prometheus /metrics port (read cache counters; ignored by a query
+        # service that has no metrics), set for that process only so that nothing else binds it
+        self.metrics_port = free_port()
+        self.module_env = {"query_service": {"EDGEWISE_METRICS_PORT": str(self.metrics_port)}}
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.channels: list[grpc.Channel] = []
@@ -64,7 +68,8 @@ class Stack:
         for module in MODULES:
             self.logs[module] = self.workdir / f"{module}.log"
             self.processes[module] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=self.env, preexec_fn=die_with_parent,
+                [sys.executable, "-m", module], cwd=ROOT, env={**self.env, **self.module_env.get(module, {})},
+                preexec_fn=die_with_parent,
                 stdout=self.logs[module].open("wb"), stderr=subprocess.STDOUT)
         for module in MODULES:
             self._wait_healthy(module)
@@ -81,7 +86,7 @@ class Stack:
         ``EDGEWISE_TRAVERSE_ENGINE=naive`` and ``EDGEWISE_PROJECTOR_ENABLED=false``: it then
         follows the main query service's projection). Returns its channel's query stub."""
         self.addresses[name] = f"127.0.0.1:{free_port()}"
-        env = {**self.env, "EDGEWISE_QUERY_ADDR": self.addresses[name], **extra_env}
+        env = {**self.env, "EDGEWISE_QUERY_ADDR": self.addresses[name], "EDGEWISE_METRICS_PORT": "0", **extra_env}
         self.logs[name] = self.workdir / f"{name}.log"
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "query_service"], cwd=ROOT, env=env, preexec_fn=die_with_parent,

@@ -155,3 +155,16 @@ def test_report_keeps_the_hand_written_notes():
     text = f"# x\n\n{NOTES_BEGIN}\nline 1\n\nline 2\n{NOTES_END}\nrest\n"
     assert existing_notes(text) == "line 1\n\nline 2"
     assert existing_notes("# no notes here\n") == ""
+
+
+def test_parse_cache_counters():
+    from bench.sidebyside import parse_cache_counters
+    text = """# HELP edgewise_read_cache_hits_total Read cache lookups served from the cache
+# TYPE edgewise_read_cache_hits_total counter
+edgewise_read_cache_hits_total{kind="node"} 90.0
+edgewise_read_cache_hits_total{kind="adjacency"} 3.0
+edgewise_read_cache_misses_total{kind="node"} 10.0
+edgewise_read_cache_evictions_total 0.0
+"""
+    assert parse_cache_counters(text) == {"node": (90.0, 10.0), "adjacency": (3.0, 0.0)}
+    assert parse_cache_counters("# nothing\nother_metric 1.0\n") is None
