@@ -115,12 +115,28 @@ def targets(res: SideResult) -> list[Target]:
     return out
 
 
-def _latency_table(samples: dict, base: str | None, floor: str | None, extra_cols: bool) -> list[str]:
+def _paired_p50(s, naive) -> float | None:
+    """p50 of ``s`` on the samples the naive engine also ran (the naive engine runs on a subset)."""
+    if not naive or not naive.index:
+        return None
+    wanted = set(naive.index)
+    xs = [lat for lat, k in zip(s.latencies, s.index) if k in wanted]
+    return median(xs) if xs else None
+
+
+def _latency_table(samples: dict, base: str | None, floor, extra_cols: bool, naive=None) -> list[str]:
+    """``floor``: the key of the empty RPC in ``samples``, or its Samples from another workload."""
+    floor_s = samples.get(floor) if isinstance(floor, str) else floor
+    floor_p50 = median(floor_s.latencies) if floor_s and floor_s.latencies else None
+    floor_p99 = p99(floor_s.latencies) if floor_s and floor_s.latencies else None
     head = f"| system | n | p50 ms | p99 ms | p50 / {base} | p99 / {base} | p50 / empty RPC |"
     sep = "|---|---:|---:|---:|---:|---:|---:|"
     if base is None:
         head = "| system | n | p50 ms | p99 ms | p50 / empty RPC | p99 / empty RPC |"
         sep = "|---|---:|---:|---:|---:|---:|"
+    if naive is not None:
+        head += " naive p50 / this p50 (same starts) |"
+        sep += "---:|"
     if extra_cols:
         head += " mean nodes reached | truncated | timed out |"
         sep += "---:|---:|---:|"
@@ -130,9 +146,11 @@ def _latency_table(samples: dict, base: str | None, floor: str | None, extra_col
         row = f"| {name} | {len(s.latencies)} | {_ms(p50_)} | {_ms(p99_)} |"
         if base is not None:
             row += f" {_x(p50_, _p50(samples, base))} | {_x(p99_, _p99(samples, base))} |"
-            row += f" {_x(p50_, _p50(samples, floor))} |"
+            row += f" {_x(p50_, floor_p50)} |"
         else:
-            row += f" {_x(p50_, _p50(samples, floor))} | {_x(p99_, _p99(samples, floor))} |"
+            row += f" {_x(p50_, floor_p50)} | {_x(p99_, floor_p99)} |"
+        if naive is not None:
+            row += f" {_x(median(naive.latencies) if naive.latencies else None, _paired_p50(s, naive))} |"
         if extra_cols:
             reached = f"{statistics.mean(s.reached):,.0f}" if s.reached else "-"
             row += f" {reached} | {s.truncated} | {s.censored} |"
@@ -266,7 +284,8 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
         f"{cfg.cte_timeout_ms} ms, a timed-out run counts at the timeout. `truncated`: a budget cut the answer "
         "(Edgewise: max_nodes or per_node_fanout; PG: the 1,000-node cap or the LIMIT).")
     add("")
-    L.extend(_latency_table(res.traverse, sb.PG_LEVELS if sb.PG_LEVELS in res.traverse else None, sb.FLOOR, True))
+    L.extend(_latency_table(res.traverse, sb.PG_LEVELS if sb.PG_LEVELS in res.traverse else None, sb.FLOOR, True,
+                            naive=res.traverse.get(sb.EW_NAIVE)))
     naive, n = paired_naive_ratio(res)
     if naive is not None:
         add("")
@@ -304,9 +323,9 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
     add("### W4: Zipf(1.0) GetNode / ListEdges mix")
     add("")
     add(f"{cfg.mix_warmup} warm-up calls, then {cfg.mix_calls} timed: half `GetNode`, half `ListEdges` (IN, page "
-        "50) of a Zipf-chosen user.")
+        "50) of a Zipf-chosen user. The empty-RPC ratios use W3's empty RPC.")
     add("")
-    L.extend(_latency_table(res.mix, None, None, False))
+    L.extend(_latency_table(res.mix, None, res.reads.get(sb.FLOOR), False))
     add("")
     if res.cache_hit_ratio is None:
         add("Cache hit ratio: **not exposed** -- the query service serves no `edgewise_read_cache_*` counters "

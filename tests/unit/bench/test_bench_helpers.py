@@ -168,3 +168,59 @@ edgewise_read_cache_evictions_total 0.0
 """
     assert parse_cache_counters(text) == {"node": (90.0, 10.0), "adjacency": (3.0, 0.0)}
     assert parse_cache_counters("# nothing\nother_metric 1.0\n") is None
+
+
+def _fake_result():
+    from bench import sidebyside as sb
+    S = sb.Samples
+    res = sb.SideResult(config=sb.SideConfig(graph_nodes=100))
+    res.graph = {"nodes": 100, "edges": 900, "max_in": 50, "top10_in": [50] * 10, "median_in": 0,
+                 "distinct_starts": 3}
+    ms = lambda *xs: [x / 1000 for x in xs]  # noqa: E731
+    res.traverse = {
+        sb.EW_NAMES: S(latencies=ms(3, 3, 3, 3), index=[0, 1, 2, 3], reached=[5] * 4),
+        sb.EW_FULL: S(latencies=ms(5, 5, 5, 5), index=[0, 1, 2, 3], reached=[5] * 4),
+        sb.EW_NAIVE: S(latencies=ms(90, 90), index=[0, 1], reached=[5] * 2),
+        sb.FLOOR: S(latencies=ms(1, 1, 1, 1), index=[0, 1, 2, 3]),
+        sb.PG_LEVELS: S(latencies=ms(2, 2, 2, 2), index=[0, 1, 2, 3], reached=[5] * 4),
+        sb.PG_CTE: S(latencies=ms(70, 70, 70, 5000), index=[0, 1, 2, 3], censored=1, reached=[5] * 3),
+    }
+    res.findpath = {sb.EW_PATH: S(latencies=ms(3, 3), index=[0, 1]), sb.FLOOR: S(latencies=ms(1, 1), index=[0, 1]),
+                    sb.PG_BIDI: S(latencies=ms(1, 1), index=[0, 1])}
+    res.reads = {"GetNode": S(latencies=ms(1.2, 1.2)), sb.FLOOR: S(latencies=ms(1, 1))}
+    res.mix = {"GetNode": S(latencies=ms(1, 1))}
+    res.ew_ingest = {"nodes": 100, "edges": 900, "nodes_s": 0.1, "edges_s": 0.06, "latencies": [0.01],
+                     "catchup_s": 0.1, "db_bytes": 1, "wal_bytes": 0}
+    res.pg_ingest = {"nodes": 100, "edges": 900, "nodes_s": 0.01, "edges_s": 0.03, "latencies": [0.01],
+                     "bytes": 1, "edge_bytes": 1, "settings": {"fsync": "on"}}
+    res.cache_hit_ratio = 0.95
+    res.cache_by_kind = {"node": (95.0, 5.0)}
+    return res
+
+
+def test_targets_are_judged_on_the_measured_ratios():
+    from bench.report import targets
+    res = _fake_result()
+    verdicts = {t.name: (t.met, round(t.value, 2) if t.value is not None else None) for t in targets(res)}
+    assert verdicts["3-hop NAMES p50 vs PG levels p50"] == (True, 1.5)
+    assert verdicts["3-hop FULL p50 vs PG levels p50"] == (True, 2.5)
+    assert verdicts["recursive CTE p50 / 3-hop NAMES p50"] == (True, 23.33)
+    assert verdicts["naive / batched p50 (same starts)"] == (True, 30.0)
+    assert verdicts["FindPath p50 vs PG bidirectional p50"] == (False, 3.0)
+    assert verdicts["ingest edges/s (BatchWrite)"] == (True, 15000.0)
+    assert verdicts["ingest vs PG durable batched INSERT"] == (True, 0.5)
+    assert verdicts["GetNode p50 vs empty RPC p50"] == (True, 1.2)
+    assert verdicts["cache hit ratio (W4)"] == (True, 0.95)
+    res.pg_skipped, res.cache_hit_ratio = "no initdb", None
+    res.traverse.pop("PG levels"), res.findpath.pop("PG bidirectional")
+    res.pg_ingest = {}
+    skipped = {t.name: t.met for t in targets(res)}
+    assert skipped["3-hop NAMES p50 vs PG levels p50"] is None and skipped["cache hit ratio (W4)"] is None
+
+
+def test_report_renders():
+    from bench.report import render
+    text = render(_fake_result(), {"date": "d", "machine": "m", "software": "s", "commit": "c", "command": "x",
+                                   "duration": "1 min", "load": "l"}, [("A. old", "table")], ["p.png"], "my notes")
+    assert "my notes" in text and "| 3-hop NAMES p50 vs PG levels p50 | <= 2x | 1.50x | **met** |" in text
+    assert "naive p50 / this p50" in text and "95.0 %" in text
