@@ -200,7 +200,7 @@ def _print_side(side: "sidebyside.SideResult") -> None:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
     except (OSError, subprocess.SubprocessError):
         return ""
 
