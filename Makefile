@@ -23,7 +23,7 @@ help:
 	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
 	@echo "make test    - run the test suite"
 	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks)"
-	@echo "make bench   - benchmarks (docs/benchmarks.md; BENCH_SCALE, BENCH_ARGS); not part of make test"
+	@echo "make bench   - Edgewise vs PostgreSQL benchmarks, regenerates docs/benchmarks.md (BENCH_SCALE, BENCH_ARGS); not part of make test"
 
 venv: $(VENV_STAMP)
 
@@ -71,8 +71,11 @@ run: $(VENV_STAMP) $(PROTO_STAMP)
 test: $(VENV_STAMP) $(PROTO_STAMP) $(BUF_DEPS_DIR)/.stamp
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Not part of `make test`. BENCH_SCALE=3 takes more samples; BENCH_ARGS passes flags
-# (`make bench BENCH_ARGS=--help`). Binds only to 127.0.0.1; temporary files only.
+# Not part of `make test`. Edgewise vs a throwaway PostgreSQL 15 (initdb/pg_ctl on PATH, else
+# skipped) on a 10,000-user power-law graph, plus the older workloads; regenerates
+# docs/benchmarks.md and docs/bench/*.png. The 10^6-edge report run:
+# `make bench BENCH_ARGS="--graph-nodes 100000"`. BENCH_SCALE=3 takes more samples; BENCH_ARGS
+# passes flags (`make bench BENCH_ARGS=--help`). Binds only to 127.0.0.1; temporary files only.
 bench: $(VENV_STAMP) $(PROTO_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -46,6 +46,10 @@ class Stack:
             "EDGEWISE_QUERY_ADDR": self.addresses["query_service"],
             **(extra_env or {}),
         }
+        # the query service's Prometheus /metrics port (read cache counters; ignored by a query
+        # service that has no metrics), set for that process only so that nothing else binds it
+        self.metrics_port = free_port()
+        self.module_env = {"query_service": {"EDGEWISE_METRICS_PORT": str(self.metrics_port)}}
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.channels: list[grpc.Channel] = []
@@ -64,7 +68,8 @@ class Stack:
         for module in MODULES:
             self.logs[module] = self.workdir / f"{module}.log"
             self.processes[module] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=self.env, preexec_fn=die_with_parent,
+                [sys.executable, "-m", module], cwd=ROOT, env={**self.env, **self.module_env.get(module, {})},
+                preexec_fn=die_with_parent,
                 stdout=self.logs[module].open("wb"), stderr=subprocess.STDOUT)
         for module in MODULES:
             self._wait_healthy(module)
@@ -75,6 +80,21 @@ class Stack:
         self.queries = query_service_pb2_grpc.GraphQueryServiceStub(self.query_channel)
         self.query_health = health_pb2_grpc.HealthStub(self.query_channel)
         return self
+
+    def start_query_replica(self, name: str, extra_env: dict[str, str]):
+        """Another ``python -m query_service`` on the same DB file and a free port (e.g. with
+        ``EDGEWISE_TRAVERSE_ENGINE=naive`` and ``EDGEWISE_PROJECTOR_ENABLED=false``: it then
+        follows the main query service's projection). Returns its channel's query stub."""
+        self.addresses[name] = f"127.0.0.1:{free_port()}"
+        env = {**self.env, "EDGEWISE_QUERY_ADDR": self.addresses[name], "EDGEWISE_METRICS_PORT": "0", **extra_env}
+        self.logs[name] = self.workdir / f"{name}.log"
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "query_service"], cwd=ROOT, env=env, preexec_fn=die_with_parent,
+            stdout=self.logs[name].open("wb"), stderr=subprocess.STDOUT)
+        self._wait_healthy(name)
+        channel = grpc.insecure_channel(self.addresses[name])
+        self.channels.append(channel)
+        return query_service_pb2_grpc.GraphQueryServiceStub(channel)
 
     def _wait_healthy(self, module: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -91,6 +111,13 @@ class Stack:
                     pass
                 time.sleep(0.1)
         raise RuntimeError(f"{module} did not become healthy in {timeout:.0f}s:\n{self.tail(module)}")
+
+    def check_alive(self) -> None:
+        """Raises if a service process has exited (instead of retrying against a dead port)."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} (killed by someone else?):\n"
+                                   f"{self.tail(name)}")
 
     def tail(self, module: str, lines: int = 30) -> str:
         path = self.logs.get(module)

@@ -1,4 +1,4 @@
-"""Small statistics and table helpers: median and nearest-rank p95 in milliseconds."""
+"""Small statistics and table helpers: median and nearest-rank percentiles in milliseconds."""
 
 from __future__ import annotations
 
@@ -11,11 +11,20 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def p95(xs: Sequence[float]) -> float:
+def percentile(xs: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); nan for no samples."""
     if not xs:
         return float("nan")
     ordered = sorted(xs)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+
+
+def p95(xs: Sequence[float]) -> float:
+    return percentile(xs, 95)
+
+
+def p99(xs: Sequence[float]) -> float:
+    return percentile(xs, 99)
 
 
 def ms(seconds: float) -> str:
