@@ -29,6 +29,9 @@ class NodeView:
     create_time: datetime
     update_time: datetime
     edge_counts: dict[tuple[str, Direction], int] = field(default_factory=dict)
+    # Encodings of this (immutable) view, memoised by whoever sends it: a view served from
+    # the read cache is encoded once, not once per response. Not part of the value.
+    encoded: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:

@@ -208,7 +208,7 @@ def _value_size(value: Any) -> int:
 def _node_size(view: NodeView | None) -> int:
     if view is None:
         return 160
-    return (600 + 2 * len(view.id) + len(view.type) + 200 * len(view.edge_counts)
+    return (600 + 300 + 2 * len(view.id)  # 300: its memoised wire encodings (NodeView.encoded) + len(view.type) + 200 * len(view.edge_counts)
             + sum(90 + len(k) + _value_size(v) for k, v in view.properties.items()))
 
 

@@ -18,7 +18,7 @@ from infrastructure.grpc.convert import (
     direction_from_proto,
     edge_to_proto,
     event_to_proto,
-    node_into_proto,
+    node_into_proto_memo,
     node_name,
     node_to_proto,
     optional_datetime,
@@ -53,9 +53,12 @@ def _detail(request, default: Detail) -> Detail:
     return detail
 
 
-def _nodes(views, detail: Detail) -> list:
+def _add_nodes(target, views, detail: Detail) -> None:
+    """Append views to a repeated Node field, in place (no copies), through the memo."""
     full = detail is Detail.FULL
-    return [node_to_proto(v, properties=full) for v in views]
+    add = target.add
+    for view in views:
+        node_into_proto_memo(view, add(), properties=full)
 
 
 def _consistency(request) -> Consistency | None:
@@ -83,7 +86,7 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
         graph, node = parse_node_name(request.name, field="name")
         view = await self._q.get_node(GetNode(graph, node, _consistency(request)))
         response = qpb.GetNodeResponse()
-        node_into_proto(view, response.node)  # in place: GetNodeResponse(node=...) would copy it
+        node_into_proto_memo(view, response.node)  # in place: GetNodeResponse(node=...) would copy it
         return response
 
     async def BatchGetNodes(self, request, context):
@@ -94,7 +97,9 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
             views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request), Detail.NAMES))
             return qpb.BatchGetNodesResponse(nodes=[pb.Node(name=node_name(graph, v.id)) for v in views])
         views = await self._q.batch_get_nodes(BatchGetNodes(graph, ids, _consistency(request), detail))
-        return qpb.BatchGetNodesResponse(nodes=_nodes(views, detail))
+        response = qpb.BatchGetNodesResponse()
+        _add_nodes(response.nodes, views, detail)
+        return response
 
     async def GetEdge(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")
@@ -119,9 +124,10 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
             page_token=request.page_token,
             include_neighbors=request.include_neighbors and detail is not Detail.NAMES,
             neighbor_detail=detail, consistency=_consistency(request)))
-        return qpb.ListEdgesResponse(edges=[edge_to_proto(e) for e in page.edges],
-                                     neighbors=_nodes(page.neighbors, detail),
-                                     next_page_token=page.next_page_token)
+        response = qpb.ListEdgesResponse(edges=[edge_to_proto(e) for e in page.edges],
+                                         next_page_token=page.next_page_token)
+        _add_nodes(response.neighbors, page.neighbors, detail)
+        return response
 
     async def ListNodes(self, request, context):
         graph = parse_graph_name(request.parent, field="parent")
@@ -154,9 +160,7 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
             for i in result.node_ids:
                 add(name=prefix + i)
         else:
-            full = detail is Detail.FULL
-            for view in result.nodes:
-                node_into_proto(view, add(), properties=full)
+            _add_nodes(response.nodes, result.nodes, detail)
         for lv in result.levels:
             response.levels.add(depth=lv.depth).node_names.extend([prefix + i for i in lv.node_ids])
         if result.edges:
@@ -171,10 +175,11 @@ class GraphQueryServicer(qgrpc.GraphQueryServiceServicer):
             direction=direction_from_proto(request.direction, default=Direction.OUT, allow_both=True),
             max_depth=request.max_depth, consistency=_consistency(request),
             detail=_detail(request, Detail.NAMES)))
-        return qpb.FindPathResponse(node_names=[node_name(graph, i) for i in result.node_ids],
-                                    edges=[edge_to_proto(e) for e in result.edges], found=result.found,
-                                    nodes=_nodes(result.nodes, result.detail), truncated=result.truncated,
-                                    truncated_reason=result.truncated_reason)
+        response = qpb.FindPathResponse(node_names=[node_name(graph, i) for i in result.node_ids],
+                                        edges=[edge_to_proto(e) for e in result.edges], found=result.found,
+                                        truncated=result.truncated, truncated_reason=result.truncated_reason)
+        _add_nodes(response.nodes, result.nodes, result.detail)
+        return response
 
     async def WatchEvents(self, request, context) -> AsyncIterator[qpb.WatchEventsResponse]:
         graph = parse_graph_name(request.parent, field="parent")

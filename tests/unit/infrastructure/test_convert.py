@@ -106,3 +106,20 @@ def test_fast_timestamps_equal_the_library_conversion():
         expected = timestamp_pb2.Timestamp()
         expected.FromDatetime(value.astimezone(timezone.utc))
         assert timestamp_to_proto(value) == expected, value
+
+
+def test_node_encoding_is_memoised_on_the_immutable_view():
+    from datetime import datetime, timezone
+
+    from domain.edge import Direction
+    from domain.views import NodeView
+    from edgewise.graph.v1 import resources_pb2 as pb
+    from infrastructure.grpc.convert import node_into_proto_memo, node_to_proto
+    t = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+    view = NodeView("g", "a", "User", {"age": 3}, 2, t, t, {("follows", Direction.OUT): 4})
+    full, basic = node_into_proto_memo(view, pb.Node()), node_into_proto_memo(view, pb.Node(), properties=False)
+    assert full == node_to_proto(view) and basic == node_to_proto(view, properties=False)
+    assert set(view.encoded) == {"full", "basic"} and view == NodeView("g", "a", "User", {"age": 3}, 2, t, t,
+                                                                       {("follows", Direction.OUT): 4})
+    view.encoded["full"] = pb.Node(name="graphs/g/nodes/memo").SerializeToString()
+    assert node_into_proto_memo(view, pb.Node()).name == "graphs/g/nodes/memo"  # the memo is what is sent
