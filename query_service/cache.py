@@ -299,8 +299,8 @@ class CachingReadModel:
                             limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
         if not keys:
             return {}
-        if limit is None or limit > self._head:  # past the head: not cached
-            return await self._inner.neighbour_ids(graph, keys, limit)
+        if limit is None or limit > self._head:
+            return await self._whole_lists(graph, keys, limit)
         cache = self.cache
         out: dict[AdjacencyKey, NeighbourIds] = {}
         missing: list[AdjacencyKey] = []
@@ -321,6 +321,37 @@ class CachingReadModel:
                 cache.put((graph, _IDS, key.node, key.direction, key.edge_type), entry, _ids_size(entry), generation)
                 if entry is not None:
                     out[key] = entry if len(entry.ids) <= limit else NeighbourIds(entry.ids[:limit], entry.total)
+        return out
+
+    async def _whole_lists(self, graph: str, keys: Sequence[AdjacencyKey],
+                           limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        """Reads past the head (FindPath reads whole lists): a cached head that holds its whole
+        list answers; longer lists are read (not cached); a list read whole that fits a head
+        is cached as one."""
+        cache = self.cache
+        out: dict[AdjacencyKey, NeighbourIds] = {}
+        missing: list[AdjacencyKey] = []
+        unique = dict.fromkeys(keys)
+        for key in unique:
+            entry = cache.get((graph, _IDS, key.node, key.direction, key.edge_type))
+            if entry is None:
+                continue  # an empty list
+            if entry is MISSING or entry.total > len(entry.ids):
+                missing.append(key)
+            else:
+                out[key] = entry
+        cache.hits["adjacency"] += len(unique) - len(missing)
+        if missing:
+            cache.misses["adjacency"] += len(missing)
+            generation = cache.generation(graph)
+            found = await self._inner.neighbour_ids(graph, missing, limit)
+            for key in missing:
+                entry = found.get(key)
+                if entry is None or entry.total <= self._head:
+                    cache.put((graph, _IDS, key.node, key.direction, key.edge_type), entry, _ids_size(entry),
+                              generation)
+                if entry is not None:
+                    out[key] = entry
         return out
 
     async def get_edges(self, graph: str,

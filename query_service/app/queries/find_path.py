@@ -5,7 +5,8 @@ expands (ids only, chunk by chunk in one read), so a path through an old edge of
 heavily followed node is found like any other. The side with the smaller frontier is
 expanded each round; after a round, every node reached that the other side has also
 reached is a meeting point, and the one with the smallest total distance gives a
-shortest path. Only a budget can end the search early — the call's deadline or
+shortest path. The ends are read only when no path is found (a found path proves
+both exist: lists hold live nodes only). Only a budget can end the search early — the call's deadline or
 MAX_VISITED nodes — and then the answer says ``truncated`` with the reason, so
 ``found = false`` is never silently "not found within what we happened to read".
 """
@@ -72,12 +73,8 @@ class FindPathHandler:
         max_depth = DEFAULT_MAX_DEPTH if query.max_depth == 0 else min(query.max_depth, MAX_DEPTH)
         await self._gate.ensure(query.consistency)
         loaders = self.last_loaders = RequestLoaders(self._rm, query.graph)
-        full = query.detail is Detail.FULL
-        ends = await loaders.get_nodes([query.source, query.target], properties=full)
-        missing = [i for i in (query.source, query.target) if i not in ends]
-        if missing:
-            raise node_not_found(query.graph, missing)
         if query.source == query.target:
+            await self._require_ends(loaders, query)
             return await self._answer(loaders, query, [query.source], [])
         edge_types = list(dict.fromkeys(query.edge_types))
         if not edge_types:  # every type the schema declares: each list is read whole, per type
@@ -91,6 +88,7 @@ class FindPathHandler:
         while frontiers[0] and frontiers[1] and depth[0] + depth[1] < max_depth and edge_types:
             left = self._remaining()
             if left is not None and left <= DEADLINE_MARGIN:
+                await self._require_ends(loaders, query)
                 return PathResult(truncated=True, truncated_reason="deadline", detail=query.detail)
             side = 0 if len(frontiers[0]) <= len(frontiers[1]) else 1
             other = 1 - side
@@ -117,8 +115,19 @@ class FindPathHandler:
                 nodes, triples = _path(best, parents)
                 return await self._answer(loaders, query, nodes, triples)
             if len(dist[0]) + len(dist[1]) > self._max_visited:
+                await self._require_ends(loaders, query)
                 return PathResult(truncated=True, truncated_reason="max_visited", detail=query.detail)
+        await self._require_ends(loaders, query)
         return PathResult(found=False, detail=query.detail)
+
+    @staticmethod
+    async def _require_ends(loaders: RequestLoaders, query: FindPath) -> None:
+        """NOT_FOUND for a missing end. Read only when no path was found (or source is target):
+        adjacency lists hold live nodes only, so a path found proves both ends exist."""
+        ends = await loaders.get_nodes([query.source, query.target], properties=False)
+        missing = [i for i in (query.source, query.target) if i not in ends]
+        if missing:
+            raise node_not_found(query.graph, missing)
 
     @staticmethod
     async def _answer(loaders: RequestLoaders, query: FindPath, node_ids: list[str],

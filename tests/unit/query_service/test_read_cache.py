@@ -325,3 +325,19 @@ async def test_a_deleted_node_on_a_replica_drops_its_neighbours_too():
     assert (await p.get("b", 4)).edge_counts == {("follows", IN): 1}
     position = await p.write(p.ev.delete("a"))
     assert (await p.get("b", position)).edge_counts == {}
+
+
+async def test_whole_list_reads_are_served_by_heads_that_hold_the_whole_list(world):
+    """FindPath reads whole lists: a cached head that is the whole list answers it, and a
+    list read whole that fits a head is cached; an edge added afterwards is seen."""
+    await world.write(world.ev.link("a", "b"), world.ev.link("a", "c"))
+    rm = world.app.queries.traverse._rm
+    key = AdjacencyKey("a", OUT, "follows")
+    before = world.rm.round_trips
+    first = await rm.neighbour_ids("g", [key], None)
+    assert first[key].ids == ["c", "b"] and world.rm.round_trips == before + 1
+    assert (await rm.neighbour_ids("g", [key], None))[key] == first[key]
+    assert (await rm.neighbour_ids("g", [key], 5))[key] == first[key]
+    assert world.rm.round_trips == before + 1  # both served from the cached whole list
+    await world.write(world.ev.link("a", "d"))
+    assert (await rm.neighbour_ids("g", [key], None))[key].ids == ["d", "c", "b"]
