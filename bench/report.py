@@ -322,8 +322,8 @@ def render(res: SideResult, meta: dict, legacy: list[tuple[str, str]], plots: li
         add("")
     add("### W4: Zipf(1.0) GetNode / ListEdges mix")
     add("")
-    add(f"{res.mix_warmup:,} warm-up calls of the same mix ({cfg.mix_warmup_callers} concurrent callers; three per "
-        f"user: Zipf(1.0) has a long tail), then {cfg.mix_calls:,} timed: half `GetNode`, half `ListEdges` (IN, page "
+    add(f"{res.mix_warmup:,} warm-up calls of the same mix ({cfg.mix_warmup_callers} concurrent callers; six per "
+        f"user, three per kind: Zipf(1.0) has a long tail), then {cfg.mix_calls:,} timed: half `GetNode`, half `ListEdges` (IN, page "
         "50) of a Zipf-chosen user. The empty-RPC ratios use W3's empty RPC.")
     add("")
     L.extend(_latency_table(res.mix, None, res.reads.get(sb.FLOOR), False))

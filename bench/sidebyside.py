@@ -81,7 +81,7 @@ class SideConfig:
     getnode_iterations: int = 300
     concurrency: int = 16
     concurrent_calls: int = 2000  # per system and round (2 rounds)
-    mix_warmup: int = 0  # 0: three calls per node of the graph (see _w4)
+    mix_warmup: int = 0  # 0: six calls per node of the graph (see _w4)
     mix_warmup_callers: int = 8
     mix_calls: int = 2000
     ingest_batch: int = 100
@@ -590,10 +590,11 @@ def _w4(stack: Stack, graph: Graph, cfg: SideConfig, res: SideResult, log) -> No
             res.mix[key].latencies.append(elapsed)
 
     # Zipf(1.0) has a long tail: after W draws from N keys the keys seen carry
-    # sum_k p_k (1 - (1 - p_k)^W) of the mass -- ~0.5 after 500 draws from 10^5 keys, ~0.9
+    # sum_k p_k (1 - (1 - p_k)^W) of the mass -- ~0.5 after 500 draws from 10^5 keys, ~0.91
     # after 3 x 10^5. "After warm-up" means the cache has met the keys that make up the
-    # mix, so the warm-up is three draws per node, from concurrent callers to keep it short.
-    warmup = cfg.mix_warmup or 3 * graph.nodes
+    # mix; each call draws its kind (GetNode or ListEdges) and its key independently, so
+    # the warm-up is six draws per node (three per kind), from concurrent callers.
+    warmup = cfg.mix_warmup or 6 * graph.nodes
     res.mix_warmup = warmup
     with ThreadPoolExecutor(cfg.mix_warmup_callers) as pool:
         list(pool.map(lambda _: call(False), range(warmup), chunksize=256))

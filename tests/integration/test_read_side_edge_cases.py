@@ -94,3 +94,28 @@ async def test_a_consistency_wait_ends_within_the_deadline_with_unavailable(stub
         info = error_details_pb2.ErrorInfo()
         status.details[0].Unpack(info)
         assert info.reason == Reason.CONSISTENCY_NOT_REACHED
+
+
+async def test_point_reads_run_on_the_loop_thread_and_take_a_hop_when_the_store_is_busy(tmp_path):
+    import sqlite3
+    import threading
+
+    from infrastructure.persistence.sqlite.connection import SqliteReaderPool
+    path = str(tmp_path / "inline.db")
+    sqlite3.connect(path).executescript("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);")
+    pool = await SqliteReaderPool(path, size=1).open()
+    try:
+        def read(c):
+            return threading.get_ident(), c.execute("SELECT x FROM t").fetchone()[0]
+        here = threading.get_ident()
+        assert await pool.run_inline(read) == (here, 7)  # no hop
+
+        class Busy:
+            def execute(self, *args):
+                raise sqlite3.OperationalError("database is locked")
+        real, pool._inline = pool._inline, Busy()
+        thread, value = await pool.run_inline(read)
+        assert value == 7 and thread != here and pool.inline_fallbacks == 1  # a reader thread answered
+        pool._inline = real
+    finally:
+        await pool.close()

@@ -104,6 +104,9 @@ CREATE TABLE IF NOT EXISTS rm_layout (
 );
 """ + f"INSERT INTO rm_layout (version) SELECT {READ_MODEL_LAYOUT} WHERE NOT EXISTS (SELECT 1 FROM rm_layout);\n"
 
+# Reads of at most this many nodes run on the event loop's thread (SqliteReaderPool.run_inline).
+POINT_READ_MAX_KEYS = 8
+
 # SQLite's default host-parameter limit is 32766; stay far below it.
 MAX_KEYS_PER_STATEMENT = 500
 # An ids-only level read binds one parameter per frontier node: a whole level fits one statement.
@@ -275,6 +278,12 @@ class SqliteReadModel:
         self._db = db
         self.round_trips = 0
 
+    async def _run_point(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """A read of a handful of rows: on the loop's thread when the pool offers it."""
+        self.round_trips += 1
+        inline = getattr(self._db, "run_inline", None)
+        return await (inline(fn) if inline is not None else self._db.run(fn))
+
     async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         self.round_trips += 1
         return await self._db.run(fn)
@@ -283,12 +292,13 @@ class SqliteReadModel:
         def q(c: sqlite3.Connection) -> Schema | None:
             row = c.execute("SELECT body FROM rm_schemas WHERE graph = ?", (graph,)).fetchone()
             return schema_from_dict(json.loads(row["body"])) if row else None
-        return await self._run(q)
+        return await self._run_point(q)
 
     async def get_nodes(self, graph: str, ids: Sequence[str], *, properties: bool = True) -> dict[str, NodeView]:
         if not ids:
             return {}
-        return await self._run(lambda c: _nodes_sync(c, graph, ids, properties=properties))
+        run = self._run_point if len(ids) <= POINT_READ_MAX_KEYS else self._run
+        return await run(lambda c: _nodes_sync(c, graph, ids, properties=properties))
 
     async def neighbour_ids(self, graph: str, keys: Sequence[AdjacencyKey],
                             limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
@@ -307,14 +317,14 @@ class SqliteReadModel:
             row = c.execute("SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = 'OUT' "
                             "AND edge_type = ? AND neighbour = ?", (graph, source, edge_type, target)).fetchone()
             return _edge_from_row(graph, row) if row else None
-        return await self._run(q)
+        return await self._run_point(q)
 
     async def count_edges(self, graph: str, node: str, edge_type: str, direction: Direction) -> int:
         def q(c: sqlite3.Connection) -> int:
             row = c.execute("SELECT edge_counts FROM rm_nodes WHERE graph = ? AND id = ? AND deleted = 0",
                             (graph, node)).fetchone()
             return unpack_counts(row[0]).get((edge_type, direction), 0) if row else 0
-        return await self._run(q)
+        return await self._run_point(q)
 
     async def list_adjacency(self, graph: str, key: AdjacencyKey, *, limit: int,
                              after: tuple[int, str, str] | None = None,

@@ -54,7 +54,7 @@ def test_repr_hides_the_secret():
 
 def test_read_cache_and_metrics_settings():
     settings = Settings.from_env(BASE)
-    assert (settings.read_cache_mb, settings.metrics_port) == (256, 0)
+    assert (settings.read_cache_mb, settings.metrics_port) == (1024, 0)
     settings = Settings.from_env({**BASE, "EDGEWISE_READ_CACHE_MB": "0", "EDGEWISE_METRICS_PORT": "9464"})
     assert (settings.read_cache_mb, settings.metrics_port) == (0, 9464)
     with pytest.raises(ConfigError) as info:
