@@ -212,6 +212,10 @@ def _node_size(view: NodeView | None) -> int:
             + sum(90 + len(k) + _value_size(v) for k, v in view.properties.items()))
 
 
+def _first(entry: NeighbourIds, limit: int | None) -> NeighbourIds:
+    return entry if limit is None or len(entry.ids) <= limit else NeighbourIds(entry.ids[:limit], entry.total)
+
+
 def _ids_size(ids: NeighbourIds | None) -> int:
     if ids is None:
         return 160
@@ -297,61 +301,34 @@ class CachingReadModel:
 
     async def neighbour_ids(self, graph: str, keys: Sequence[AdjacencyKey],
                             limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
+        """Heads (the newest ``HEAD_MIN`` ids and the length) are cached. A read within the head
+        is served by any cached head; a read past it (FindPath reads whole lists) only by a
+        head that holds its whole list, and a list read whole that fits a head is cached."""
         if not keys:
             return {}
-        if limit is None or limit > self._head:
-            return await self._whole_lists(graph, keys, limit)
+        whole = limit is None or limit > self._head
         cache = self.cache
         out: dict[AdjacencyKey, NeighbourIds] = {}
         missing: list[AdjacencyKey] = []
         unique = dict.fromkeys(keys)
         for key in unique:
             entry = cache.get((graph, _IDS, key.node, key.direction, key.edge_type))
-            if entry is MISSING:
+            if entry is MISSING or (whole and entry is not None and entry.total > len(entry.ids)):
                 missing.append(key)
             elif entry is not None:
-                out[key] = entry if len(entry.ids) <= limit else NeighbourIds(entry.ids[:limit], entry.total)
+                out[key] = _first(entry, limit)
         cache.hits["adjacency"] += len(unique) - len(missing)
         if missing:
             cache.misses["adjacency"] += len(missing)
             generation = cache.generation(graph)
-            found = await self._inner.neighbour_ids(graph, missing, self._head)
+            found = await self._inner.neighbour_ids(graph, missing, limit if whole else self._head)
             for key in missing:
                 entry = found.get(key)
-                cache.put((graph, _IDS, key.node, key.direction, key.edge_type), entry, _ids_size(entry), generation)
-                if entry is not None:
-                    out[key] = entry if len(entry.ids) <= limit else NeighbourIds(entry.ids[:limit], entry.total)
-        return out
-
-    async def _whole_lists(self, graph: str, keys: Sequence[AdjacencyKey],
-                           limit: int | None) -> dict[AdjacencyKey, NeighbourIds]:
-        """Reads past the head (FindPath reads whole lists): a cached head that holds its whole
-        list answers; longer lists are read (not cached); a list read whole that fits a head
-        is cached as one."""
-        cache = self.cache
-        out: dict[AdjacencyKey, NeighbourIds] = {}
-        missing: list[AdjacencyKey] = []
-        unique = dict.fromkeys(keys)
-        for key in unique:
-            entry = cache.get((graph, _IDS, key.node, key.direction, key.edge_type))
-            if entry is None:
-                continue  # an empty list
-            if entry is MISSING or entry.total > len(entry.ids):
-                missing.append(key)
-            else:
-                out[key] = entry
-        cache.hits["adjacency"] += len(unique) - len(missing)
-        if missing:
-            cache.misses["adjacency"] += len(missing)
-            generation = cache.generation(graph)
-            found = await self._inner.neighbour_ids(graph, missing, limit)
-            for key in missing:
-                entry = found.get(key)
-                if entry is None or entry.total <= self._head:
+                if not whole or entry is None or entry.total <= self._head:
                     cache.put((graph, _IDS, key.node, key.direction, key.edge_type), entry, _ids_size(entry),
                               generation)
                 if entry is not None:
-                    out[key] = entry
+                    out[key] = _first(entry, limit)
         return out
 
     async def get_edges(self, graph: str,
