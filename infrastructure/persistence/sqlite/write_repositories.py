@@ -126,6 +126,18 @@ def _row_to_node(row: sqlite3.Row) -> Node:
                 deleted=bool(row["deleted"]))
 
 
+def node_snapshot(node: Node) -> tuple:
+    """What the node cache keeps of a stored node: immutable fields (and a properties
+    dict nobody mutates: aggregates replace it, and ``node_from_snapshot`` copies it)."""
+    return (node.graph, node.id, node.type, node.properties, node.version, node.create_time, node.update_time,
+            node.deleted)
+
+
+def node_from_snapshot(snap: tuple) -> Node:
+    """A fresh aggregate (own properties dict and events) from a cached snapshot."""
+    return Node(snap[0], snap[1], snap[2], dict(snap[3]), snap[4], snap[5], snap[6], snap[7])
+
+
 def _node_row(node: Node) -> tuple:
     return (node.graph, node.id, node.type, properties_json(node.properties), node.version,
             epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
@@ -143,12 +155,32 @@ class SqliteNodeRepository:
         self._writes: dict[tuple[str, str], list[Any]] = {}
         self._holders: dict[tuple[str, str, str, str], str | None] = {}  # claim key -> holder (None: free)
         self._claim_writes: dict[tuple[str, str, str, str], list[Any]] = {}  # claim key -> [first, holder]
+        # The store's process-wide cache of committed nodes (ADR 0006): what it holds is
+        # not read again. What this unit of work reads or writes is offered to it only
+        # when the transaction commits (``learned``).
+        self._cache = uow.node_cache
+        self._learned: dict[tuple[str, str], tuple] = {}
 
     # --- loading ------------------------------------------------------------------------
     def _remember_rows(self, rows: Iterable[sqlite3.Row]) -> None:
         for row in rows:
             if self._identity.get(row["graph"], row["id"]) is None:
-                self._identity.remember(_row_to_node(row))
+                node = self._identity.remember(_row_to_node(row))
+                self._learned[(node.graph, node.id)] = node_snapshot(node)
+
+    def _from_cache(self, key: tuple[str, str]) -> Node | None:
+        """The node as this unit of work sees it: its identity map, else the cache."""
+        node = self._identity.get(*key)
+        if node is None:
+            snap = self._cache.get(key)
+            if snap is not None:
+                node = self._identity.remember(node_from_snapshot(snap))
+        return node
+
+    def learned(self) -> dict[tuple[str, str], tuple]:
+        """Snapshots of every node this unit of work read from the store or wrote (as
+        written), for the node cache once the transaction has committed."""
+        return self._learned
 
     def _load_many(self, keys: Sequence[tuple[str, str]]) -> Loader:
         def load(c: sqlite3.Connection) -> list:
@@ -162,7 +194,7 @@ class SqliteNodeRepository:
         return load, apply
 
     def _known(self, key: tuple[str, str]) -> bool:
-        return key in self._absent or self._identity.get(*key) is not None
+        return key in self._absent or self._from_cache(key) is not None
 
     def prefetcher(self, plan: Prefetch) -> list[Loader]:
         loaders = []
@@ -192,7 +224,7 @@ class SqliteNodeRepository:
 
     async def get(self, graph: str, node_id: str) -> Node | None:
         self._uow.ensure_open()
-        known = self._identity.get(graph, node_id)
+        known = self._from_cache((graph, node_id))
         if known is not None or (graph, node_id) in self._absent:
             return known
         await self._uow.load(self._load_many([(graph, node_id)]))
@@ -290,6 +322,10 @@ class SqliteNodeRepository:
             return None
         inserts = [w[1] for w in self._writes.values() if w[0] == "insert"]
         updates = [(*w[1], g, i, w[2]) for (g, i), w in self._writes.items() if w[0] == "update"]
+        for key in self._writes:
+            node = self._identity.get(*key)
+            if node is not None:
+                self._learned[key] = node_snapshot(node)
         claim_deletes = [k for k, (first, _) in self._claim_writes.items() if first == "delete"]
         claim_inserts = [(*k, holder) for k, (_, holder) in self._claim_writes.items() if holder is not None]
         self._writes = {}

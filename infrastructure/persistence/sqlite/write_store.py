@@ -11,10 +11,11 @@ COMMITs state, events and the idempotency record together, in one thread hop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from domain.errors import Internal
 from domain.ports import CommitResult, Prefetch
@@ -36,12 +37,47 @@ from infrastructure.persistence.tracking import AggregateTracker
 T = TypeVar("T")
 
 
+class NodeCache:
+    """The committed nodes of the write model by (graph, id), process-wide (ADR 0006).
+
+    Only this process writes the write model (ADR 0003), so a node row changes only
+    through a unit of work of this store: each one offers what it read and wrote once
+    its transaction has committed, and what it holds is never read or decoded again.
+    Bounded: past ``capacity`` the oldest entries are dropped (a miss reads the row)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._nodes: dict[tuple[str, str], tuple] = {}
+
+    def get(self, key: tuple[str, str]) -> tuple | None:
+        return self._nodes.get(key)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def committed(self, snapshots: dict[tuple[str, str], tuple]) -> None:
+        nodes = self._nodes
+        nodes.update(snapshots)
+        excess = len(nodes) - self.capacity
+        if excess > 0:
+            for key in list(itertools.islice(nodes, excess)):
+                del nodes[key]
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            self._nodes.pop(key, None)
+
+    def clear(self) -> None:
+        self._nodes.clear()
+
+
 class SqliteWriteStore:
     """Owns the writer connection and the lock that serialises write transactions."""
 
-    def __init__(self, connection: SqliteConnection) -> None:
+    def __init__(self, connection: SqliteConnection, node_cache_capacity: int = 200_000) -> None:
         self._db = connection
         self._lock = asyncio.Lock()
+        self.node_cache = NodeCache(node_cache_capacity)
 
     @classmethod
     async def open(cls, path: str) -> "SqliteWriteStore":
@@ -113,8 +149,10 @@ class SqliteUnitOfWork:
         self._used = False
         self._begun = False
         self._committed = False
+        self._committing = False
         self._aggregates = AggregateTracker()
         self._last_position = 0
+        self.node_cache = store.node_cache
         self.schemas = SqliteSchemaRepository(self)
         self.nodes = SqliteNodeRepository(self)
         self.edges = SqliteEdgeRepository(self)
@@ -186,6 +224,10 @@ class SqliteUnitOfWork:
                         tb: TracebackType | None) -> None:
         try:
             if not self._committed:
+                if self._committing:
+                    # a COMMIT cancelled or failed mid-hop may still have happened: what this
+                    # unit of work wrote must not be served from the cache in its old form
+                    self.node_cache.forget(self.nodes.learned())
                 await asyncio.shield(self.rollback())
         finally:
             self._active = False
@@ -214,8 +256,10 @@ class SqliteUnitOfWork:
         return await self._write(commit=False)
 
     async def commit(self) -> CommitResult:
+        self._committing = True
         result = await self._write(commit=True)
         self._committed = True
+        self.node_cache.committed(self.nodes.learned())
         return result
 
     async def rollback(self) -> None:
