@@ -47,13 +47,13 @@ async def test_committed_nodes_are_not_read_again(app, store):
     statements = await traced(store, app, BatchWrite(graph=GRAPH, operations=tuple(
         edge("u0", "follows", f"u{i}") for i in range(1, 10))))
     assert not reads_nodes(statements)
-    assert store.node_cache.get((GRAPH, "u0"))[4] == 1  # version
+    assert store.node_cache.get((GRAPH, "u0")).version == 1
 
 
 async def test_an_update_and_a_delete_reach_the_cache_at_commit(app, store):
     await app.dispatch(UpdateNode(graph=GRAPH, node_id="u1", properties={"name": "renamed"}))
     snap = store.node_cache.get((GRAPH, "u1"))
-    assert (snap[3]["name"], snap[4]) == ("renamed", 2)
+    assert (snap.properties["name"], snap.version) == ("renamed", 2)
     await app.dispatch(DeleteNode(graph=GRAPH, node_id="u2"))
     with pytest.raises(RuleViolated):  # the cache knows u2 is a tombstone
         await app.dispatch(edge("u0", "follows", "u2"))
@@ -90,3 +90,16 @@ async def test_the_cache_is_bounded_and_a_miss_reads_the_row(tmp_path):
         assert reads_nodes(statements)  # u0 was evicted: read from the store
     finally:
         await app.close()
+
+
+async def test_a_batch_sees_its_own_changes_to_cached_nodes_and_the_cache_copy_is_not_changed(app, store):
+    cached = store.node_cache.get((GRAPH, "u5"))
+    with pytest.raises(RuleViolated) as err:  # deleted earlier in the same batch: the edge is refused
+        await app.dispatch(BatchWrite(graph=GRAPH, operations=(
+            DeleteNode(graph=GRAPH, node_id="u5"), edge("u0", "follows", "u5"))))
+    assert err.value.metadata["operation_index"] == "1"
+    assert store.node_cache.get((GRAPH, "u5")) is cached and not cached.deleted and cached.version == 1
+    await app.dispatch(BatchWrite(graph=GRAPH, operations=(
+        edge("u0", "follows", "u5"), UpdateNode(graph=GRAPH, node_id="u5", properties={"name": "five"}))))
+    assert cached.properties["name"] == "u5"  # the shared copy was never changed in place
+    assert store.node_cache.get((GRAPH, "u5")).properties["name"] == "five"

@@ -126,16 +126,17 @@ def _row_to_node(row: sqlite3.Row) -> Node:
                 deleted=bool(row["deleted"]))
 
 
-def node_snapshot(node: Node) -> tuple:
-    """What the node cache keeps of a stored node: immutable fields (and a properties
-    dict nobody mutates: aggregates replace it, and ``node_from_snapshot`` copies it)."""
-    return (node.graph, node.id, node.type, node.properties, node.version, node.create_time, node.update_time,
-            node.deleted)
+def node_snapshot(node: Node) -> Node:
+    """What the node cache keeps of a stored node: a copy nobody changes (read-only
+    users share it; ``node_from_snapshot`` copies it for a unit of work that may)."""
+    return Node(node.graph, node.id, node.type, node.properties, node.version, node.create_time, node.update_time,
+                node.deleted)
 
 
-def node_from_snapshot(snap: tuple) -> Node:
+def node_from_snapshot(snap: Node) -> Node:
     """A fresh aggregate (own properties dict and events) from a cached snapshot."""
-    return Node(snap[0], snap[1], snap[2], dict(snap[3]), snap[4], snap[5], snap[6], snap[7])
+    return Node(snap.graph, snap.id, snap.type, dict(snap.properties), snap.version, snap.create_time,
+                snap.update_time, snap.deleted)
 
 
 def _node_row(node: Node) -> tuple:
@@ -159,7 +160,7 @@ class SqliteNodeRepository:
         # not read again. What this unit of work reads or writes is offered to it only
         # when the transaction commits (``learned``).
         self._cache = uow.node_cache
-        self._learned: dict[tuple[str, str], tuple] = {}
+        self._learned: dict[tuple[str, str], Node] = {}
 
     # --- loading ------------------------------------------------------------------------
     def _remember_rows(self, rows: Iterable[sqlite3.Row]) -> None:
@@ -177,7 +178,7 @@ class SqliteNodeRepository:
                 node = self._identity.remember(node_from_snapshot(snap))
         return node
 
-    def learned(self) -> dict[tuple[str, str], tuple]:
+    def learned(self) -> dict[tuple[str, str], Node]:
         """Snapshots of every node this unit of work read from the store or wrote (as
         written), for the node cache once the transaction has committed."""
         return self._learned
@@ -194,7 +195,7 @@ class SqliteNodeRepository:
         return load, apply
 
     def _known(self, key: tuple[str, str]) -> bool:
-        return key in self._absent or self._from_cache(key) is not None
+        return key in self._absent or self._identity.get(*key) is not None or self._cache.get(key) is not None
 
     def prefetcher(self, plan: Prefetch) -> list[Loader]:
         loaders = []
@@ -237,8 +238,11 @@ class SqliteNodeRepository:
         if missing:
             await self._uow.load(self._load_many(missing))
         out: dict[str, Node] = {}
+        identity, cache = self._identity, self._cache
         for node_id in ids:
-            node = self._identity.get(graph, node_id)
+            # what this unit of work holds (it may have changed it), else the shared
+            # cached copy: read-only, so it is neither copied nor tracked
+            node = identity.get(graph, node_id) or cache.get((graph, node_id))
             if node is not None:
                 out[node_id] = node
         return out

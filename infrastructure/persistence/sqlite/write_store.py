@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, TypeVar
 
 from domain.errors import DomainError, Internal, Reason, Unavailable
+from domain.node import Node
 from domain.ports import CommitResult, Prefetch
 from domain.values import epoch_micros
 from infrastructure.persistence.sqlite.connection import SqliteConnection
@@ -57,10 +58,10 @@ class NodeCache:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._nodes: dict[tuple[str, str], tuple] = {}
-        self._staged: dict[tuple[str, str], tuple] = {}
+        self._nodes: dict[tuple[str, str], Node] = {}  # never changed in place: replaced
+        self._staged: dict[tuple[str, str], Node] = {}
 
-    def get(self, key: tuple[str, str]) -> tuple | None:
+    def get(self, key: tuple[str, str]) -> Node | None:
         if self._staged:
             snap = self._staged.get(key)
             if snap is not None:
@@ -70,7 +71,7 @@ class NodeCache:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def stage(self, snapshots: dict[tuple[str, str], tuple]) -> None:
+    def stage(self, snapshots: dict[tuple[str, str], Node]) -> None:
         self._staged.update(snapshots)
 
     def commit_staged(self) -> None:
