@@ -233,18 +233,26 @@ class SqliteNodeRepository:
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
         self._uow.ensure_open()
-        ids = list(dict.fromkeys(node_ids))
-        missing = [(graph, i) for i in ids if not self._known((graph, i))]
-        if missing:
-            await self._uow.load(self._load_many(missing))
         out: dict[str, Node] = {}
-        identity, cache = self._identity, self._cache
-        for node_id in ids:
+        missing: list[tuple[str, str]] = []
+        identity, cache, absent = self._identity, self._cache, self._absent
+        for node_id in node_ids:
+            if node_id in out:
+                continue
+            key = (graph, node_id)
             # what this unit of work holds (it may have changed it), else the shared
             # cached copy: read-only, so it is neither copied nor tracked
-            node = identity.get(graph, node_id) or cache.get((graph, node_id))
+            node = identity.get(graph, node_id) or cache.get(key)
             if node is not None:
                 out[node_id] = node
+            elif key not in absent and key not in missing:
+                missing.append(key)
+        if missing:
+            await self._uow.load(self._load_many(missing))
+            for key in missing:
+                node = identity.get(*key)
+                if node is not None:
+                    out[key[1]] = node
         return out
 
     # --- writes -------------------------------------------------------------------------
@@ -390,6 +398,8 @@ class SqliteEdgeRepository:
         self._writes: dict[tuple[str, str, str, str], list[Any]] = {}  # key -> [first, row or None]
         self._counts: dict[tuple[str, str, str, str], int] = {}  # counter -> value as stored (0: no row)
         self._deltas: Counter[tuple[str, str, str, str]] = Counter()  # counter -> buffered change
+        self._last_time: Any = None
+        self._last_micros = 0
 
     # --- loading ------------------------------------------------------------------------
     def _load_many(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
@@ -448,8 +458,10 @@ class SqliteEdgeRepository:
             await self._uow.load(self._load_many([key]))
         if self._edges[key] is not None:
             raise edge_already_exists(edge.key)
-        _first_and_last(self._writes, key, "insert", (*key, properties_json(edge.properties),
-                                                      epoch_micros(edge.create_time)))
+        at = edge.create_time
+        if at is not self._last_time:  # a batch's edges share their create time
+            self._last_time, self._last_micros = at, epoch_micros(at)
+        _first_and_last(self._writes, key, "insert", (*key, properties_json(edge.properties), self._last_micros))
         self._edges[key] = edge
         for counter in _counters_of(edge):
             self._deltas[counter] += 1
