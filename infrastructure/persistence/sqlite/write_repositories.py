@@ -374,6 +374,7 @@ _EDGE_COLUMNS = "graph, source, type, target, properties, create_time"
 _EDGE_SELECT = ", ".join(f"t.{c.strip()}" for c in _EDGE_COLUMNS.split(","))
 _EDGE_KEY = ("graph", "source", "type", "target")
 _COUNTER_KEY = ("graph", "node", "type", "direction")
+_PAD_ROWS = 32
 _ABSENT = None
 
 
@@ -554,6 +555,11 @@ class SqliteEdgeRepository:
         deletes = [k for k, (first, _) in self._writes.items() if first == "delete"]
         inserts = [row for _, row in self._writes.values() if row is not None]
         bumps = [(*k, d) for k, d in deltas.items() if d > 0]
+        if bumps:
+            # Pad to a multiple of 32 rows with "+0" repeats of the first counter (a no-op
+            # upsert): the statement's text then repeats from batch to batch and is taken
+            # from the statement cache instead of being prepared again (~0.5 ms at 200 rows).
+            bumps += [(*bumps[0][:4], 0)] * (-len(bumps) % _PAD_ROWS)
         drops = [(d, *k) for k, d in deltas.items() if d < 0]
         for k, d in deltas.items():
             if k in self._counts:
