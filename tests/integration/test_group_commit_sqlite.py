@@ -130,3 +130,24 @@ async def test_a_lone_batch_still_commits_by_itself(app, store):
     assert trace[0] == "BEGIN IMMEDIATE" and trace[-1] == "COMMIT"
     assert not [s for s in trace if "SAVEPOINT" in s or s.startswith("RELEASE")]
     assert store.groups_committed == 0
+
+
+async def test_a_group_whose_last_member_writes_nothing_is_committed_by_its_closer(app, store, tmp_path):
+    from domain.errors import ValidationFailed
+
+    trace: list[str] = []
+    await store.trace_statements(trace.append)
+    await store._lock.acquire()  # hold the writer so that both requests queue up
+    first = asyncio.ensure_future(app.dispatch(follows(7, range(8, 18), rid(7))))
+    empty = asyncio.ensure_future(app.dispatch(BatchWrite(graph=GRAPH, operations=())))  # refused before any SQL
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert store._waiting == 2
+    store._lock.release()
+    result = await asyncio.wait_for(first, 5)  # deferred behind the empty batch, then COMMITted by the closer
+    with pytest.raises(ValidationFailed):
+        await empty
+    await store.trace_statements(None)
+    assert result.results and trace.count("COMMIT") == 1 and not [s for s in trace if "SAVEPOINT" in s]
+    assert trace.index("COMMIT") == len(trace) - 1
+    assert len(stored_edges(tmp_path)) == 10 and store._group is None
