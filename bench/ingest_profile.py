@@ -4,7 +4,8 @@ Creates ``--nodes`` nodes then adds ``--edges`` random distinct ``follows`` edge
 ``--batch`` operations per BatchWrite (each with a request id), ``--callers``
 concurrent callers, and prints nodes/s, edges/s, the server's CPU time per node and per
 edge (steadier than wall rates on a shared machine) and the data file's size
-(``--tables``: per table and index, from dbstat).
+(``--tables``: per table and index, from dbstat; ``--threads``: the server's CPU per
+item by thread, the event loop apart from the SQLite writer thread).
 
 ``--mode inproc`` drives the command application in this process (with ``--profile``
 it prints the top cProfile entries of the edge phase); ``--mode grpc`` starts
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import random
@@ -63,18 +65,35 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) per thread of this process or of ``pid``: the event
+    loop (the main thread) and every other thread that ran (the SQLite writer above all)."""
+    pid = pid or os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out["event loop" if int(tid) == pid else f"thread {tid}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 async def _drive(batches: list[Any], callers: int, send: Callable[[Any], Awaitable[None]],
-                 pid: int | None = None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the process doing the writes)."""
+                 pid: int | None = None) -> tuple[float, float, dict[str, float]]:
+    """(wall seconds, CPU seconds of the process doing the writes, CPU seconds per thread)."""
     queue = list(reversed(batches))
 
     async def caller() -> None:
         while queue:
             await send(queue.pop())
 
-    started, cpu = time.perf_counter(), _cpu_seconds(pid)
+    started, cpu, threads = time.perf_counter(), _cpu_seconds(pid), _thread_cpu(pid)
     await asyncio.gather(*(caller() for _ in range(callers)))
-    return time.perf_counter() - started, _cpu_seconds(pid) - cpu
+    after = _thread_cpu(pid)
+    per_thread = {name: seconds - threads.get(name, 0.0) for name, seconds in after.items()}
+    return time.perf_counter() - started, _cpu_seconds(pid) - cpu, per_thread
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -91,6 +110,8 @@ async def run_inproc(args: argparse.Namespace, db: Path) -> dict[str, float]:
     from infrastructure.system import SystemClock, Uuid4Ids
     from infrastructure.tokens import TokenSigner
 
+    from command_service.__main__ import GC_THRESHOLDS
+    gc.set_threshold(*GC_THRESHOLDS)  # as the command process runs
     store = await SqliteWriteStore.open(str(db))
     app = build_application(store=store, clock=SystemClock(), ids=Uuid4Ids(),
                             signer=TokenSigner(b"bench-only-secret-0123456789abcdef0123"))
@@ -208,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--server-profile", metavar="PATH", help="grpc: run the server under cProfile, stats to PATH")
     p.add_argument("--tables", action="store_true", help="print bytes per table (dbstat)")
+    p.add_argument("--threads", action="store_true",
+                   help="print the server's CPU per item by thread (event loop, SQLite writer, ...)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="edgewise-ingest-") as tmp:
         db = Path(tmp) / "edgewise.db"
@@ -216,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         size, tables = _db_bytes(db)
     print(f"mode={args.mode} nodes={args.nodes} edges={args.edges} batch={args.batch} callers={args.callers}")
     for label, count, unit in (("CreateNode", args.nodes, "nodes"), ("AddEdge", args.edges, "edges")):
-        wall, cpu = times[unit]
+        wall, cpu, threads = times[unit]
         print(f"  {label + ' batches:':20s}{count / wall:9.0f} {unit}/s  "
               f"(server CPU {cpu / count * 1e6:6.0f} us per {unit[:-1]})")
+        if args.threads:
+            busy = sorted(((s, n) for n, s in threads.items() if s / count * 1e6 >= 1), reverse=True)
+            print("      by thread: " + ", ".join(f"{n} {s / count * 1e6:.0f} us" for s, n in busy))
     print(f"  data file: {size / 2**20:.1f} MiB, {size / (args.nodes + args.edges):.0f} bytes per node+edge")
     if args.tables:
         for name, nbytes in sorted(tables.items(), key=lambda kv: -kv[1]):

@@ -51,7 +51,8 @@ class Edge:
         props = schema.validate_edge_properties(type_name, properties)
         edge = cls(graph=graph, source=source, type=type_name, target=target, properties=props,
                    create_time=causation.occurred_at)
-        edge.events.append(EdgeAdded(**causation.event_fields(graph, aggregate_id=edge.key.id, aggregate_version=1),
+        edge.events.append(EdgeAdded(**causation.event_fields(graph, aggregate_id=f"{source}/{type_name}/{target}",
+                                                              aggregate_version=1),
                                      source=source, edge_type=type_name, target=target, properties=dict(props),
                                      create_time=causation.occurred_at))
         return edge

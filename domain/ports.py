@@ -39,7 +39,9 @@ class NodeRepository(Protocol):
     async def get(self, graph: str, node_id: str) -> Node | None:
         """The node (tombstoned nodes come back with ``deleted=True``) or None."""
 
-    async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]: ...
+    async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
+        """The nodes that exist (tombstones included), by id, FOR READING ONLY (rule
+        checks): an adapter may hand out shared copies. Change a node through ``get``."""
 
     async def add(self, node: Node) -> None:
         """Insert a new node; AlreadyExists (NODE_ALREADY_EXISTS) if the id is taken."""

@@ -22,7 +22,7 @@ from domain.ports import LoggedEvent
 from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
 from domain.values import PropertyKind, PropertyValue
 from edgewise.graph.v1 import resources_pb2 as pb
-from infrastructure.grpc.names import graph_name, node_name, schema_name
+from infrastructure.grpc.names import graph_name, node_name, schema_name  # noqa: F401 (node_name: re-exported)
 
 _KIND_TO_PROTO = {
     PropertyKind.STRING: pb.PROPERTY_KIND_STRING,
@@ -209,13 +209,21 @@ def node_to_proto(view: Any, *, properties: bool = True) -> pb.Node:
     return node_into_proto(view, pb.Node(), properties=properties)
 
 
-def edge_to_proto(edge: Any) -> pb.Edge:
-    msg = pb.Edge(source=node_name(edge.graph, edge.source), type=edge.type, target=node_name(edge.graph, edge.target))
+def edge_into_proto(edge: Any, msg: pb.Edge) -> pb.Edge:
+    """Fill ``msg`` (e.g. a BatchWrite result's ``edge`` field, so nothing is copied afterwards)."""
+    graph = edge.graph
+    msg.source = f"graphs/{graph}/nodes/{edge.source}"
+    msg.type = edge.type
+    msg.target = f"graphs/{graph}/nodes/{edge.target}"
     if edge.properties:
         properties_to_proto(edge.properties, msg.properties)
     if edge.create_time is not None:
         set_timestamp(msg.create_time, edge.create_time)
     return msg
+
+
+def edge_to_proto(edge: Any) -> pb.Edge:
+    return edge_into_proto(edge, pb.Edge())
 
 
 def _prop_def_to_proto(p: PropertyDef) -> pb.PropertyDefinition:

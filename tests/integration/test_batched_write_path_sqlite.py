@@ -147,3 +147,18 @@ async def test_event_payloads_leave_out_the_columns_and_full_legacy_payloads_sti
     logged = await store.event_log().read_after(await store.head() - 2, 10)
     assert logged[0].event.aggregate_id == "u5/follows/u6" and logged[0].event.event_id
     assert logged[-1].event == legacy
+
+
+async def test_the_counter_upsert_repeats_its_text_across_batch_sizes_and_counts_stay_exact(app, store):
+    # padded with "+0" repeats to a multiple of 32 rows, so SQLite's statement cache serves it
+    upserts = []
+    for n, (source, size) in enumerate(((20, 5), (21, 7), (22, 11))):
+        statements: list[str] = []
+        await store.trace_statements(statements.append)
+        await app.dispatch(follows([(source, 100 + i) for i in range(size)], rid(50 + n)))
+        await store.trace_statements(None)
+        upserts += [s for s in statements if s.startswith("INSERT INTO edge_counters")]
+    assert len(upserts) == 3 and len({u.split(" VALUES ")[0] + str(u.count("(")) for u in upserts}) == 1
+    async with store.unit_of_work() as uow:
+        assert [await uow.edges.count(GRAPH, f"u{s}", "follows", Direction.OUT) for s in (20, 21, 22)] == [5, 7, 11]
+        assert await uow.edges.count(GRAPH, "u100", "follows", Direction.IN) == 3

@@ -9,7 +9,7 @@ from domain.edge import Direction, Edge, edge_already_exists
 from domain.events import Causation
 from domain.ports import Prefetch
 from domain.rules import CardinalityRespected, EndpointExists, EndpointHasType, NoCycle, check_rule, needs_mirror
-from domain.schema import EdgeType, Schema
+from domain.schema import Cardinality, EdgeType, Schema
 from domain.values import EdgeKey, NodeRef, PropertyValue
 
 from command_service.app.common import CommandMeta, WriteBudget, require_schema
@@ -74,8 +74,8 @@ class AddEdgeHandler:
         props = schema.validate_edge_properties(command.type, dict(command.properties))
         nodes = await uow.nodes.get_many(graph, [command.source, command.target])
         source, target = nodes.get(command.source), nodes.get(command.target)
-        check_rule(EndpointExists("source", NodeRef(graph, command.source).name, source))
-        check_rule(EndpointExists("target", NodeRef(graph, command.target).name, target))
+        check_rule(EndpointExists("source", f"graphs/{graph}/nodes/{command.source}", source))  # NodeRef.name
+        check_rule(EndpointExists("target", f"graphs/{graph}/nodes/{command.target}", target))
         assert source is not None and target is not None
         check_rule(EndpointHasType("source", source, et))
         check_rule(EndpointHasType("target", target, et))
@@ -88,9 +88,10 @@ class AddEdgeHandler:
             raise edge_already_exists(key)
 
         mirrored = needs_mirror(et) and command.source != command.target
-        await _check_cardinality(uow, et, graph, command.source, command.target)
-        if mirrored:
-            await _check_cardinality(uow, et, graph, command.target, command.source)
+        if et.cardinality is not Cardinality.MANY_TO_MANY:  # nothing to count otherwise
+            await _check_cardinality(uow, et, graph, command.source, command.target)
+            if mirrored:
+                await _check_cardinality(uow, et, graph, command.target, command.source)
         if et.acyclic:
             closes = await uow.edges.reaches(graph, et.name, command.target, command.source)
             check_rule(NoCycle(et, source.name, target.name, closes))

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from google.protobuf import empty_pb2
-
 from domain.errors import FieldViolation, Reason, ValidationFailed
 from edgewise.graph.v1 import command_service_pb2 as cpb
 from edgewise.graph.v1 import command_service_pb2_grpc as cpb_grpc
 from infrastructure.grpc.context import current_request_id, current_traceparent
 from infrastructure.grpc.convert import (
+    edge_into_proto,
     edge_to_proto,
+    node_into_proto,
     node_to_proto,
     properties_from_proto,
     schema_from_proto,
     schema_to_proto,
 )
-from infrastructure.grpc.names import parse_graph_name, parse_node_name, parse_node_name_in
+from infrastructure.grpc.names import NODE_NAME_RE, parse_graph_name, parse_node_name, parse_node_name_in
 
 from command_service.app.commands.add_edge import AddEdge, AddEdgeResult
 from command_service.app.commands.apply_schema import ApplySchema
@@ -65,8 +65,27 @@ def _remove_edge(graph: str, request: Any, field_prefix: str, **kw: Any) -> Remo
                       target=parse_node_name_in(graph, request.target, field=f"{field_prefix}target"), **kw)
 
 
+_NODE_NAME_MATCH = NODE_NAME_RE.match
+
+
+def _add_edge_fast(graph: str, edge: Any) -> AddEdge | None:
+    """The common AddEdge (both names well formed, in ``graph``) without building error
+    field paths; None sends it through ``_add_edge``, which names what is wrong."""
+    source, target = _NODE_NAME_MATCH(edge.source), _NODE_NAME_MATCH(edge.target)
+    if source is None or target is None or source.group(1) != graph or target.group(1) != graph:
+        return None
+    props = edge.properties
+    if props:
+        return None
+    return AddEdge(graph, source.group(2), edge.type, target.group(2), {})
+
+
 def _batch_operation(graph: str, op: Any, i: int) -> Any:
     kind = op.WhichOneof("operation")
+    if kind == "add_edge":
+        fast = _add_edge_fast(graph, op.add_edge.edge)
+        if fast is not None:
+            return fast
     prefix = f"operations[{i}].{kind}"
     if kind == "create_node":
         return _create(graph, op.create_node.node_id, op.create_node.node, f"{prefix}.node")
@@ -84,12 +103,24 @@ def _batch_operation(graph: str, op: Any, i: int) -> Any:
                            violations=[FieldViolation(f"operations[{i}]", "exactly one operation must be set")])
 
 
-def _batch_result_to_proto(result: Any) -> cpb.BatchWriteResult:
-    if isinstance(result, (CreateNodeResult, UpdateNodeResult)):
-        return cpb.BatchWriteResult(node=node_to_proto(result.node))
-    if isinstance(result, AddEdgeResult):
-        return cpb.BatchWriteResult(edge=edge_to_proto(result.edge))
-    return cpb.BatchWriteResult(empty=empty_pb2.Empty())
+def _batch_result_into_proto(result: Any, msg: cpb.BatchWriteResult) -> cpb.BatchWriteResult:
+    """Fill ``msg`` in place (a response's ``results.add()``): no message built and copied."""
+    cls = type(result)
+    if cls is AddEdgeResult:
+        edge_into_proto(result.edge, msg.edge)
+    elif cls is CreateNodeResult or cls is UpdateNodeResult:
+        node_into_proto(result.node, msg.node)
+    else:
+        msg.empty.SetInParent()
+    return msg
+
+
+def _batch_response(result: Any) -> cpb.BatchWriteResponse:
+    response = cpb.BatchWriteResponse(consistency_token=result.consistency_token)
+    add = response.results.add
+    for r in result.results:
+        _batch_result_into_proto(r, add())
+    return response
 
 
 class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
@@ -139,8 +170,7 @@ class GraphCommandServicer(cpb_grpc.GraphCommandServiceServicer):
         operations = tuple(_batch_operation(graph, op, i) for i, op in enumerate(request.operations))
         result = await self._dispatch(BatchWrite(graph=graph, operations=operations,
                                                  request_id=request.request_id, meta=_meta()))
-        return cpb.BatchWriteResponse(results=[_batch_result_to_proto(r) for r in result.results],
-                                      consistency_token=result.consistency_token)
+        return _batch_response(result)
 
 
 def registrar(dispatch: Dispatch) -> Callable[[Any], None]:

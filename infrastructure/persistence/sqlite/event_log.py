@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import fields
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Iterable, Protocol
 
@@ -53,9 +54,20 @@ _EDGE_KEY_FIELDS = ("source", "edge_type", "target")
 _PAYLOAD_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 
+@lru_cache(maxsize=64)
+def _request_id_only(request_id: str) -> str:
+    return json.dumps({"request_id": request_id}, separators=(",", ":")) if request_id else "{}"
+
+
 def _payload(event: DomainEvent) -> str:
     """The JSON of ``event_to_dict(event)`` without the columns and the defaults."""
     cls = type(event)
+    if (cls is EdgeAdded and not event.properties and not event.trace_context
+            and event.create_time == event.occurred_at
+            and event.aggregate_id == f"{event.source}/{event.edge_type}/{event.target}"):
+        # the common edge (what the loop below would produce, without walking the fields):
+        # a whole batch shares one request id
+        return _request_id_only(event.request_id)
     names = _PAYLOAD_FIELDS.get(cls)
     if names is None:
         names = _PAYLOAD_FIELDS[cls] = tuple((f.name, _DEFAULTS.get(f.name, _NO_DEFAULT)) for f in fields(cls)

@@ -126,6 +126,19 @@ def _row_to_node(row: sqlite3.Row) -> Node:
                 deleted=bool(row["deleted"]))
 
 
+def node_snapshot(node: Node) -> Node:
+    """What the node cache keeps of a stored node: a copy nobody changes (read-only
+    users share it; ``node_from_snapshot`` copies it for a unit of work that may)."""
+    return Node(node.graph, node.id, node.type, node.properties, node.version, node.create_time, node.update_time,
+                node.deleted)
+
+
+def node_from_snapshot(snap: Node) -> Node:
+    """A fresh aggregate (own properties dict and events) from a cached snapshot."""
+    return Node(snap.graph, snap.id, snap.type, dict(snap.properties), snap.version, snap.create_time,
+                snap.update_time, snap.deleted)
+
+
 def _node_row(node: Node) -> tuple:
     return (node.graph, node.id, node.type, properties_json(node.properties), node.version,
             epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
@@ -143,12 +156,32 @@ class SqliteNodeRepository:
         self._writes: dict[tuple[str, str], list[Any]] = {}
         self._holders: dict[tuple[str, str, str, str], str | None] = {}  # claim key -> holder (None: free)
         self._claim_writes: dict[tuple[str, str, str, str], list[Any]] = {}  # claim key -> [first, holder]
+        # The store's process-wide cache of committed nodes (ADR 0006): what it holds is
+        # not read again. What this unit of work reads or writes is offered to it only
+        # when the transaction commits (``learned``).
+        self._cache = uow.node_cache
+        self._learned: dict[tuple[str, str], Node] = {}
 
     # --- loading ------------------------------------------------------------------------
     def _remember_rows(self, rows: Iterable[sqlite3.Row]) -> None:
         for row in rows:
             if self._identity.get(row["graph"], row["id"]) is None:
-                self._identity.remember(_row_to_node(row))
+                node = self._identity.remember(_row_to_node(row))
+                self._learned[(node.graph, node.id)] = node_snapshot(node)
+
+    def _from_cache(self, key: tuple[str, str]) -> Node | None:
+        """The node as this unit of work sees it: its identity map, else the cache."""
+        node = self._identity.get(*key)
+        if node is None:
+            snap = self._cache.get(key)
+            if snap is not None:
+                node = self._identity.remember(node_from_snapshot(snap))
+        return node
+
+    def learned(self) -> dict[tuple[str, str], Node]:
+        """Snapshots of every node this unit of work read from the store or wrote (as
+        written), for the node cache once the transaction has committed."""
+        return self._learned
 
     def _load_many(self, keys: Sequence[tuple[str, str]]) -> Loader:
         def load(c: sqlite3.Connection) -> list:
@@ -162,7 +195,7 @@ class SqliteNodeRepository:
         return load, apply
 
     def _known(self, key: tuple[str, str]) -> bool:
-        return key in self._absent or self._identity.get(*key) is not None
+        return key in self._absent or self._identity.get(*key) is not None or self._cache.get(key) is not None
 
     def prefetcher(self, plan: Prefetch) -> list[Loader]:
         loaders = []
@@ -192,7 +225,7 @@ class SqliteNodeRepository:
 
     async def get(self, graph: str, node_id: str) -> Node | None:
         self._uow.ensure_open()
-        known = self._identity.get(graph, node_id)
+        known = self._from_cache((graph, node_id))
         if known is not None or (graph, node_id) in self._absent:
             return known
         await self._uow.load(self._load_many([(graph, node_id)]))
@@ -200,15 +233,26 @@ class SqliteNodeRepository:
 
     async def get_many(self, graph: str, node_ids: Sequence[str]) -> dict[str, Node]:
         self._uow.ensure_open()
-        ids = list(dict.fromkeys(node_ids))
-        missing = [(graph, i) for i in ids if not self._known((graph, i))]
-        if missing:
-            await self._uow.load(self._load_many(missing))
         out: dict[str, Node] = {}
-        for node_id in ids:
-            node = self._identity.get(graph, node_id)
+        missing: list[tuple[str, str]] = []
+        identity, cache, absent = self._identity, self._cache, self._absent
+        for node_id in node_ids:
+            if node_id in out:
+                continue
+            key = (graph, node_id)
+            # what this unit of work holds (it may have changed it), else the shared
+            # cached copy: read-only, so it is neither copied nor tracked
+            node = identity.get(graph, node_id) or cache.get(key)
             if node is not None:
                 out[node_id] = node
+            elif key not in absent and key not in missing:
+                missing.append(key)
+        if missing:
+            await self._uow.load(self._load_many(missing))
+            for key in missing:
+                node = identity.get(*key)
+                if node is not None:
+                    out[key[1]] = node
         return out
 
     # --- writes -------------------------------------------------------------------------
@@ -290,6 +334,10 @@ class SqliteNodeRepository:
             return None
         inserts = [w[1] for w in self._writes.values() if w[0] == "insert"]
         updates = [(*w[1], g, i, w[2]) for (g, i), w in self._writes.items() if w[0] == "update"]
+        for key in self._writes:
+            node = self._identity.get(*key)
+            if node is not None:
+                self._learned[key] = node_snapshot(node)
         claim_deletes = [k for k, (first, _) in self._claim_writes.items() if first == "delete"]
         claim_inserts = [(*k, holder) for k, (_, holder) in self._claim_writes.items() if holder is not None]
         self._writes = {}
@@ -326,6 +374,7 @@ _EDGE_COLUMNS = "graph, source, type, target, properties, create_time"
 _EDGE_SELECT = ", ".join(f"t.{c.strip()}" for c in _EDGE_COLUMNS.split(","))
 _EDGE_KEY = ("graph", "source", "type", "target")
 _COUNTER_KEY = ("graph", "node", "type", "direction")
+_PAD_ROWS = 32
 _ABSENT = None
 
 
@@ -350,6 +399,8 @@ class SqliteEdgeRepository:
         self._writes: dict[tuple[str, str, str, str], list[Any]] = {}  # key -> [first, row or None]
         self._counts: dict[tuple[str, str, str, str], int] = {}  # counter -> value as stored (0: no row)
         self._deltas: Counter[tuple[str, str, str, str]] = Counter()  # counter -> buffered change
+        self._last_time: Any = None
+        self._last_micros = 0
 
     # --- loading ------------------------------------------------------------------------
     def _load_many(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
@@ -408,8 +459,10 @@ class SqliteEdgeRepository:
             await self._uow.load(self._load_many([key]))
         if self._edges[key] is not None:
             raise edge_already_exists(edge.key)
-        _first_and_last(self._writes, key, "insert", (*key, properties_json(edge.properties),
-                                                      epoch_micros(edge.create_time)))
+        at = edge.create_time
+        if at is not self._last_time:  # a batch's edges share their create time
+            self._last_time, self._last_micros = at, epoch_micros(at)
+        _first_and_last(self._writes, key, "insert", (*key, properties_json(edge.properties), self._last_micros))
         self._edges[key] = edge
         for counter in _counters_of(edge):
             self._deltas[counter] += 1
@@ -502,6 +555,11 @@ class SqliteEdgeRepository:
         deletes = [k for k, (first, _) in self._writes.items() if first == "delete"]
         inserts = [row for _, row in self._writes.values() if row is not None]
         bumps = [(*k, d) for k, d in deltas.items() if d > 0]
+        if bumps:
+            # Pad to a multiple of 32 rows with "+0" repeats of the first counter (a no-op
+            # upsert): the statement's text then repeats from batch to batch and is taken
+            # from the statement cache instead of being prepared again (~0.5 ms at 200 rows).
+            bumps += [(*bumps[0][:4], 0)] * (-len(bumps) % _PAD_ROWS)
         drops = [(d, *k) for k, d in deltas.items() if d < 0]
         for k, d in deltas.items():
             if k in self._counts:

@@ -74,3 +74,19 @@ def test_records_stored_uncompressed_by_earlier_releases_still_decode():
     result = _batch_result(30)
     legacy = json.dumps(codec._enc(result), separators=(",", ":"), sort_keys=True).encode()
     assert codec.decode(legacy) == result
+
+
+def test_edge_batch_results_are_stored_as_rows_and_the_tagged_form_still_decodes():
+    codec = ResultCodec([BatchWriteResult, AddEdgeResult])
+    result = _batch_result(3)
+    mixed = BatchWriteResult(results=(*result.results, AddEdgeResult(
+        edge=Edge(graph="g1", source="a", type="follows", target="b", properties={"since": BORN}, create_time=BORN))))
+    for r in (result, mixed):
+        assert "$edge_results" in json.dumps(codec._enc(r))
+        assert codec.decode(codec.encode(r)) == r
+    at = "2026-01-02T03:04:05.006000+00:00"
+    tagged = {"$result": "BatchWriteResult", "fields": {"consistency_token": "tok", "results": {"$tuple": [
+        {"$result": "AddEdgeResult", "fields": {"consistency_token": "", "edge": {"$edge": {
+            "create_time": at, "graph": "g1", "properties": {}, "source": f"n{i}", "target": f"n{i + 1}",
+            "type": "follows"}}}} for i in range(3)]}}}
+    assert codec.decode(json.dumps(tagged).encode()) == result
