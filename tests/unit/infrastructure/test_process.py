@@ -54,3 +54,17 @@ def test_tune_gc_freezes_what_lives_and_collects_less_often():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_tune_gc_keeps_a_higher_threshold_a_process_chose():
+    import gc
+
+    from infrastructure.process import tune_gc
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(50_000, 20, 100)  # the command process's choice (ADR 0006)
+        tune_gc()
+        assert gc.get_threshold() == (50_000, 20, 100)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
