@@ -99,6 +99,15 @@ class TestSqliteAdjacencyWorkIsBoundedByTheLimit:
                 assert "USING INDEX rm_adjacency_newest" in plan and "TEMP B-TREE" not in plan, plan
                 assert "create_us<?" in plan or "create_us>?" in plan, plan
 
+    async def test_a_batch_checks_which_rows_exist_by_primary_key(self, db):
+        from infrastructure.persistence.sqlite.read_model import SqliteProjectionTransaction
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)
+        SqliteProjectionTransaction(db.conn)._existing_rows([("g", "super", "OUT", "likes", "m00001")] * 3)
+        db.conn.set_trace_callback(None)
+        plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + statements[0]))
+        assert "USING PRIMARY KEY" in plan and "SCAN rm_adjacency" not in plan, plan
+
 
 async def test_sqlite_projection_batches_its_statements(tmp_path):
     """An edge event costs its adjacency writes, not a metadata read per endpoint and two

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
@@ -108,6 +108,8 @@ CREATE TABLE IF NOT EXISTS rm_layout (
 MAX_KEYS_PER_STATEMENT = 500
 # An ids-only level read binds one parameter per frontier node: a whole level fits one statement.
 MAX_NODES_PER_ID_STATEMENT = 10_000
+# A projection batch checks which adjacency rows exist with four parameters a row.
+_EXISTS_ROWS_PER_STATEMENT = 1_000
 
 # Adjacency id chunks (ADR 0006). The head holds at least the newest HEAD_MIN ids of a list
 # (every per-node limit up to 1000, plus one to tell "more"), and is split when it passes
@@ -394,9 +396,20 @@ class SqliteProjectionTransaction:
         if key not in self._meta:
             row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
                                  key).fetchone()
-            self._meta[key] = None if row is None else _NodeMeta(row["type"], int(row["version"]),
-                                                                  bool(row["deleted"]), _ts(row["create_time"]))
+            self._meta[key] = None if row is None else _NodeMeta(row[0], int(row[1]), bool(row[2]), row[3])
         return self._meta[key]
+
+    def prefetch_node_meta(self, graph: str, node_ids: Iterable[str]) -> None:
+        """Read the metadata of many nodes set-based (one statement per 10,000)."""
+        meta = self._meta
+        wanted = [n for n in node_ids if (graph, n) not in meta]
+        for part in _chunks(wanted, MAX_NODES_PER_ID_STATEMENT):
+            for node_id in part:
+                meta[(graph, node_id)] = None
+            for node_id, type_, version, deleted, create_time in self.c.execute(
+                    "SELECT id, type, version, deleted, create_time FROM rm_nodes WHERE graph = ? "
+                    f"AND id IN ({','.join('?' * len(part))})", (graph, *part)):
+                meta[(graph, node_id)] = _NodeMeta(type_, int(version), bool(deleted), create_time)
 
     def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
                  version: int, create_time: datetime, update_time: datetime) -> None:
@@ -439,6 +452,62 @@ class SqliteProjectionTransaction:
             self._list_changes.setdefault((graph, node, direction.value, edge_type), []).append((1, neighbour))
             return True
         return False
+
+    def apply_edges(self, changes: Sequence[Any]) -> set[tuple[str, str, str, str]]:
+        """Set-based: which rows exist is one statement per ~1,000 rows, then one ``executemany``
+        deletes and one inserts; counters and id lists move only for rows that changed."""
+        if not changes:
+            return set()
+        rows: list[tuple[tuple[str, str, str, str, str], Any]] = []
+        for ch in changes:
+            rows.append(((ch.graph, ch.source, "OUT", ch.edge_type, ch.target), ch))
+            rows.append(((ch.graph, ch.target, "IN", ch.edge_type, ch.source), ch))
+        there = self._existing_rows([key for key, _ in rows])
+        deletes = [key for key, ch in rows if key in there and (not ch.present or ch.replace)]
+        inserts = [(key, ch) for key, ch in rows if ch.present and (ch.replace or key not in there)]
+        list_changes, deltas = self._list_changes, self._count_deltas
+        if deletes:
+            self.c.executemany("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
+                               "AND edge_type = ? AND neighbour = ?", deletes)
+            for graph, node, direction, edge_type, neighbour in deletes:
+                list_changes.setdefault((graph, node, direction, edge_type), []).append((-1, neighbour))
+                count_key = (graph, node, edge_type, direction)
+                deltas[count_key] = deltas.get(count_key, 0) - 1
+        if inserts:
+            encoded: dict[int, tuple[str, int, str]] = {}  # per change: its properties and time, encoded once
+            params = []
+            for key, ch in inserts:
+                enc = encoded.get(id(ch))
+                if enc is None:
+                    props = ch.properties
+                    enc = encoded[id(ch)] = ("{}" if not props else properties_json(props), _us(ch.create_time),
+                                             ch.create_time.isoformat())
+                params.append((*key, *enc))
+                graph, node, direction, edge_type, neighbour = key
+                list_changes.setdefault((graph, node, direction, edge_type), []).append((1, neighbour))
+                count_key = (graph, node, edge_type, direction)
+                deltas[count_key] = deltas.get(count_key, 0) + 1
+            self.c.executemany("INSERT INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, "
+                               "create_us, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
+        return {(g, node, t, nb) for g, node, d, t, nb in there if d == "OUT"}
+
+    def _existing_rows(self, keys: Sequence[tuple[str, str, str, str, str]]) -> set[tuple[str, str, str, str, str]]:
+        """Which of these adjacency rows exist: primary-key seeks, ~1,000 rows per statement."""
+        by_graph: dict[str, list[str]] = {}
+        for graph, node, direction, edge_type, neighbour in keys:
+            by_graph.setdefault(graph, []).extend((node, direction, edge_type, neighbour))
+        found: set[tuple[str, str, str, str, str]] = set()
+        step = 4 * _EXISTS_ROWS_PER_STATEMENT
+        for graph, flat in by_graph.items():
+            for i in range(0, len(flat), step):
+                part = flat[i:i + step]
+                values = ",".join(["(?,?,?,?)"] * (len(part) // 4))
+                for row in self.c.execute(
+                        "SELECT node, direction, edge_type, neighbour FROM rm_adjacency WHERE graph = ? AND "
+                        "(node, direction, edge_type, neighbour) IN "
+                        f"(SELECT column1, column2, column3, column4 FROM (VALUES {values}))", (graph, *part)):
+                    found.add((graph, *row))
+        return found
 
     def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
         cur = self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
@@ -603,10 +672,17 @@ class _IdChunks:
 
 
 class _NodeMeta:
-    __slots__ = ("type", "version", "deleted", "create_time")
+    __slots__ = ("type", "version", "deleted", "_create_time")
 
-    def __init__(self, type_: str, version: int, deleted: bool, create_time: datetime) -> None:
-        self.type, self.version, self.deleted, self.create_time = type_, version, deleted, create_time
+    def __init__(self, type_: str, version: int, deleted: bool, create_time: datetime | str) -> None:
+        self.type, self.version, self.deleted, self._create_time = type_, version, deleted, create_time
+
+    @property
+    def create_time(self) -> datetime:  # parsed only when a node event needs it
+        value = self._create_time
+        if isinstance(value, str):
+            value = self._create_time = _ts(value)
+        return value
 
 
 def prepare_read_model(conn: sqlite3.Connection) -> bool:
