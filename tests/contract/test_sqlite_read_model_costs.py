@@ -94,9 +94,11 @@ class TestSqliteAdjacencyWorkIsBoundedByTheLimit:
         for key in (AdjacencyKey("n", Direction.OUT), AdjacencyKey("n", Direction.IN, "follows")):
             for after in (None, (1, "follows", "x")):
                 sql, params = _adjacency_sql("g", key, limit=3, after=after, created_after_us=0,
-                                             created_before_us=9)
+                                             created_before_us=9, edge_types=("follows", "likes"))
                 plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
                 assert "USING INDEX rm_adjacency_newest" in plan and "TEMP B-TREE" not in plan, plan
+                if key.edge_type is None:  # the typed lists merged, each walked in index order
+                    assert "MERGE (UNION ALL)" in plan and plan.count("edge_type=?") == 2, plan
                 assert "create_us<?" in plan or "create_us>?" in plan, plan
 
     async def test_a_batch_checks_which_rows_exist_by_primary_key(self, db):

@@ -27,7 +27,7 @@ from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeV
 
 # The read model's table layout. A file projected under another layout is rebuilt from the
 # event log at start-up (``prepare_read_model``): the read model is derived data.
-READ_MODEL_LAYOUT = 2
+READ_MODEL_LAYOUT = 3
 
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_nodes (
@@ -53,14 +53,12 @@ CREATE TABLE IF NOT EXISTS rm_adjacency (
     edge_type   TEXT NOT NULL,
     neighbour   TEXT NOT NULL,
     properties  TEXT NOT NULL,
-    create_us   INTEGER NOT NULL,
-    create_time TEXT NOT NULL,
+    create_us   INTEGER NOT NULL,  -- the create time, exactly (epoch microseconds)
     PRIMARY KEY (graph, node, direction, edge_type, neighbour)
 ) WITHOUT ROWID;
+-- The only secondary index: a list without an edge type is the merge of its typed lists.
 CREATE INDEX IF NOT EXISTS rm_adjacency_newest
     ON rm_adjacency (graph, node, direction, edge_type, create_us DESC, neighbour);
-CREATE INDEX IF NOT EXISTS rm_adjacency_newest_any_type
-    ON rm_adjacency (graph, node, direction, create_us DESC, edge_type, neighbour);
 
 -- Neighbour ids per (node, direction, edge type), packed newest first in chunks
 -- (ADR 0006): chunk 0, the head, holds the newest HEAD_MIN..HEAD_MAX ids and the
@@ -232,31 +230,55 @@ def _edges_sync(conn: sqlite3.Connection, graph: str,
     return out
 
 
+# SQLite's default limit on the arms of one compound SELECT is 500.
+_MAX_MERGED_TYPES = 400
+
+
 def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[int, str, str] | None = None,
-                   created_after_us: int | None = None,
-                   created_before_us: int | None = None) -> tuple[str, list[Any]]:
-    """One adjacency list, newest first. The ORDER BY matches an index (the typed one when the
-    key has a type), so SQLite walks the index and stops after ``limit`` rows: the cost is
-    bounded by the limit, never by the length of a supernode's list."""
-    sql = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
-    params: list[Any] = [graph, key.node, key.direction.value]
-    if key.edge_type is not None:
-        sql += " AND edge_type = ?"
-        params.append(key.edge_type)
+                   created_after_us: int | None = None, created_before_us: int | None = None,
+                   edge_types: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """One adjacency list, newest first. Each list of one edge type is walked in the order of
+    ``rm_adjacency_newest`` and SQLite stops after ``limit`` rows: the cost is bounded by the
+    limit, never by the length of a supernode's list. A key without an edge type is the merge
+    (``UNION ALL`` with the ORDER BY: SQLite merges the per-type index walks) of the lists of
+    ``edge_types``, the types the node has in that direction (``_list_types``); no index of its
+    own, so the projector maintains one index fewer per adjacency row."""
+    arm = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
+    common: list[Any] = []
+    conditions = ""
     if created_after_us is not None:
-        sql += " AND create_us > ?"
-        params.append(created_after_us)
+        conditions += " AND create_us > ?"
+        common.append(created_after_us)
     if created_before_us is not None:
-        sql += " AND create_us < ?"
-        params.append(created_before_us)
+        conditions += " AND create_us < ?"
+        common.append(created_before_us)
     if after is not None:
         # the redundant ``create_us <= ?`` is a range the index can seek to; without it the
         # OR made every page re-read the list from its newest entry
-        sql += " AND create_us <= ? AND (create_us < ? OR (edge_type, neighbour) > (?, ?))"
-        params += [after[0], after[0], after[1], after[2]]
-    sql += " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
+        conditions += " AND create_us <= ? AND (create_us < ? OR (edge_type, neighbour) > (?, ?))"
+        common += [after[0], after[0], after[1], after[2]]
+    types: Sequence[str | None] = [key.edge_type] if key.edge_type is not None else edge_types
+    if len(types) > _MAX_MERGED_TYPES:
+        types = [None]  # too many arms for one statement: one walk of the whole node, sorted
+    params: list[Any] = []
+    arms = []
+    for edge_type in types:
+        params += [graph, key.node, key.direction.value]
+        if edge_type is None:
+            arms.append(arm + conditions)
+        else:
+            arms.append(arm + " AND edge_type = ?" + conditions)
+            params.append(edge_type)
+        params += common
+    sql = " UNION ALL ".join(arms) + " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
     params.append(limit)
     return sql, params
+
+
+def _list_types(conn: sqlite3.Connection, graph: str, node: str, direction: Direction) -> list[str]:
+    """The edge types of the node's non-empty lists in one direction (their id-chunk heads)."""
+    return [r[0] for r in conn.execute("SELECT edge_type FROM rm_adjacency_chunks WHERE graph = ? AND node = ? "
+                                       "AND direction = ? AND chunk = 0", (graph, node, direction.value))]
 
 
 _BASIC_COLUMNS = "graph, id, type, '{}' AS properties, version, create_time, update_time, edge_counts"
@@ -322,10 +344,12 @@ class SqliteReadModel:
                              after: tuple[int, str, str] | None = None,
                              created_after_us: int | None = None,
                              created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
-        sql, params = _adjacency_sql(graph, key, limit=limit, after=after, created_after_us=created_after_us,
-                                     created_before_us=created_before_us)
-
         def q(c: sqlite3.Connection) -> list[tuple[tuple[int, str, str], EdgeView]]:
+            types = _list_types(c, graph, key.node, key.direction) if key.edge_type is None else ()
+            if key.edge_type is None and not types:
+                return []
+            sql, params = _adjacency_sql(graph, key, limit=limit, after=after, created_after_us=created_after_us,
+                                         created_before_us=created_before_us, edge_types=types)
             return [((int(r["create_us"]), r["edge_type"], r["neighbour"]), _edge_from_row(graph, r))
                     for r in c.execute(sql, params)]
         return await self._run(q)
@@ -444,10 +468,10 @@ class SqliteProjectionTransaction:
     def add_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str,
                       properties: dict[str, PropertyValue], create_time: datetime) -> bool:
         cur = self.c.execute(
-            "INSERT OR IGNORE INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, create_us, "
-            "create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (graph, node, direction.value, edge_type, neighbour, properties_json(properties), _us(create_time),
-             create_time.isoformat()))
+            "INSERT OR IGNORE INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, create_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (graph, node, direction.value, edge_type, neighbour, "{}" if not properties else properties_json(properties),
+             _us(create_time)))
         if cur.rowcount > 0:  # the row decides: a replayed add changes no chunk
             self._list_changes.setdefault((graph, node, direction.value, edge_type), []).append((1, neighbour))
             return True
@@ -474,21 +498,20 @@ class SqliteProjectionTransaction:
                 count_key = (graph, node, edge_type, direction)
                 deltas[count_key] = deltas.get(count_key, 0) - 1
         if inserts:
-            encoded: dict[int, tuple[str, int, str]] = {}  # per change: its properties and time, encoded once
+            encoded: dict[int, tuple[str, int]] = {}  # per change: its properties and time, encoded once
             params = []
             for key, ch in inserts:
                 enc = encoded.get(id(ch))
                 if enc is None:
                     props = ch.properties
-                    enc = encoded[id(ch)] = ("{}" if not props else properties_json(props), _us(ch.create_time),
-                                             ch.create_time.isoformat())
+                    enc = encoded[id(ch)] = ("{}" if not props else properties_json(props), _us(ch.create_time))
                 params.append((*key, *enc))
                 graph, node, direction, edge_type, neighbour = key
                 list_changes.setdefault((graph, node, direction, edge_type), []).append((1, neighbour))
                 count_key = (graph, node, edge_type, direction)
                 deltas[count_key] = deltas.get(count_key, 0) + 1
             self.c.executemany("INSERT INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, "
-                               "create_us, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
+                               "create_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params)
         return {(g, node, t, nb) for g, node, d, t, nb in there if d == "OUT"}
 
     def _existing_rows(self, keys: Sequence[tuple[str, str, str, str, str]]) -> set[tuple[str, str, str, str, str]]:
