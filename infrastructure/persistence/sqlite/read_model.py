@@ -414,6 +414,8 @@ class SqliteProjectionTransaction:
         # (graph, node, direction, edge type) -> ordered (+1 add / -1 remove, neighbour) changes,
         # applied to the id chunks once per batch by ``flush``
         self._list_changes: dict[tuple[str, str, str, str], list[tuple[int, str]]] = {}
+        # nodes this transaction created from nothing: they have no index entries to delete yet
+        self._unindexed: set[tuple[str, str]] = set()
 
     def node_meta(self, graph: str, node_id: str) -> Any:
         key = (graph, node_id)
@@ -444,7 +446,10 @@ class SqliteProjectionTransaction:
             "update_time = excluded.update_time, deleted = 0",
             (graph, node_id, node_type, properties_json(properties), version, create_time.isoformat(),
              update_time.isoformat()))
-        self._meta[(graph, node_id)] = _NodeMeta(node_type, version, False, create_time)
+        key = (graph, node_id)
+        if key in self._meta and self._meta[key] is None:  # known to have had no row at all
+            self._unindexed.add(key)
+        self._meta[key] = _NodeMeta(node_type, version, False, create_time)
 
     def tombstone_node(self, graph: str, node_id: str, version: int, update_time: datetime) -> None:
         cur = self.c.execute("UPDATE rm_nodes SET deleted = 1, properties = '{}', version = ?, update_time = ? "
@@ -456,10 +461,15 @@ class SqliteProjectionTransaction:
         self._meta.pop((graph, node_id), None)  # read again if needed: the row decides type and create_time
 
     def replace_index_entries(self, graph: str, node_type: str, node_id: str, entries: dict[str, object]) -> None:
-        self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", (graph, node_id))
-        self.c.executemany("INSERT OR IGNORE INTO rm_node_index (graph, type, property, value, node) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           [(graph, node_type, prop, value, node_id) for prop, value in entries.items()])
+        key = (graph, node_id)
+        if key in self._unindexed:  # a node new in this transaction: nothing to delete
+            self._unindexed.discard(key)
+        else:
+            self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", key)
+        if entries:
+            self.c.executemany("INSERT OR IGNORE INTO rm_node_index (graph, type, property, value, node) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               [(graph, node_type, prop, value, node_id) for prop, value in entries.items()])
 
     def nodes_of_type(self, graph: str, node_type: str) -> list[tuple[str, dict[str, PropertyValue]]]:
         return [(r["id"], properties_from_json(r["properties"])) for r in self.c.execute(
