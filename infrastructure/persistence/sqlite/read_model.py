@@ -718,6 +718,14 @@ class _NodeMeta:
         return value
 
 
+def relax_projection_durability(conn: sqlite3.Connection) -> None:
+    """For the projector's own writer connection: ``synchronous = NORMAL`` (WAL), no fsync per
+    commit. The read model is derived data and its checkpoint commits in the same transaction,
+    so a power loss can only roll back the last batches together with their checkpoint; the
+    projector applies them again from the event log, which the command side commits with FULL."""
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
 def prepare_read_model(conn: sqlite3.Connection) -> bool:
     """Create the read model's tables. A file whose read model has another layout (or none
     recorded: before ``rm_layout`` existed) loses its ``rm_*`` tables, checkpoints included,
