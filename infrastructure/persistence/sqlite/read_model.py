@@ -563,7 +563,14 @@ class SqliteProjectionTransaction:
             upserts: list[tuple[Any, ...]] = []
             emptied: list[tuple[str, str, str, str]] = []
             for key, ops in changes.items():
-                total, ids = heads.get(key, (0, []))
+                total, text = heads.get(key, (0, ""))
+                if text and all(sign > 0 for sign, _ in ops) and text.count(ID_SEPARATOR) + 1 + len(ops) <= HEAD_MAX:
+                    # only appends that fit the head (most lists, every batch): prepend the new ids
+                    # to the stored text (newest first) without splitting it
+                    upserts.append((*key, 0, total + len(ops),
+                                    ID_SEPARATOR.join([nb for _, nb in reversed(ops)] + [text])))
+                    continue
+                ids = text.split(ID_SEPARATOR)[::-1] if text else []
                 _IdChunks(self.c, key, ids, total).apply(ops, upserts, emptied)
             self.c.executemany(_UPSERT_CHUNK, upserts)
             self.c.executemany("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
@@ -622,19 +629,20 @@ _UPSERT_CHUNK = ("INSERT INTO rm_adjacency_chunks (graph, node, direction, edge_
 
 
 def _load_heads(conn: sqlite3.Connection, keys: Sequence[tuple[str, str, str, str]]
-                ) -> dict[tuple[str, str, str, str], tuple[int, list[str]]]:
-    """The heads of many lists, one statement per (graph, direction, edge type): ids oldest first."""
+                ) -> dict[tuple[str, str, str, str], tuple[int, str]]:
+    """The heads of many lists, one statement per (graph, direction, edge type): their total
+    and stored ids text (newest first)."""
     groups: dict[tuple[str, str, str], list[str]] = {}
     for graph, node, direction, edge_type in keys:
         groups.setdefault((graph, direction, edge_type), []).append(node)
-    out: dict[tuple[str, str, str, str], tuple[int, list[str]]] = {}
+    out: dict[tuple[str, str, str, str], tuple[int, str]] = {}
     for (graph, direction, edge_type), nodes in groups.items():
         for part in _chunks(nodes, MAX_NODES_PER_ID_STATEMENT):
             for node, total, text in conn.execute(
                     "SELECT node, total, ids FROM rm_adjacency_chunks WHERE graph = ? AND direction = ? AND "
                     f"edge_type = ? AND chunk = 0 AND node IN ({','.join('?' * len(part))})",
                     (graph, direction, edge_type, *part)):
-                out[(graph, node, direction, edge_type)] = (int(total), text.split(ID_SEPARATOR)[::-1])
+                out[(graph, node, direction, edge_type)] = (int(total), text)
     return out
 
 
