@@ -111,6 +111,16 @@ class TestSqliteAdjacencyWorkIsBoundedByTheLimit:
         assert "USING PRIMARY KEY" in plan and "SCAN rm_adjacency" not in plan, plan
 
 
+    async def test_edges_by_key_are_primary_key_seeks(self, db):
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)
+        got = await SqliteReadModel(db).get_edges("g", [("super", "likes", "m00001"), ("small", "follows", "m00000")])
+        db.conn.set_trace_callback(None)
+        assert sorted(got) == [("small", "follows", "m00000"), ("super", "likes", "m00001")]
+        plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + statements[0]))
+        assert "neighbour=?" in plan and "SCAN rm_adjacency" not in plan, plan
+
+
 async def test_sqlite_projection_batches_its_statements(tmp_path):
     """An edge event costs its adjacency writes, not a metadata read per endpoint and two
     counter statements per row changed (8 statements an edge before batching)."""

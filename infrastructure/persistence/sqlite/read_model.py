@@ -223,8 +223,11 @@ def _edges_sync(conn: sqlite3.Connection, graph: str,
         params: list[Any] = [graph]
         for triple in part:
             params += triple
+        # ``IN (SELECT ... FROM (VALUES ...))``, not ``IN (VALUES ...)``: with the latter SQLite
+        # walked the graph's whole adjacency (PRIMARY KEY (graph=?)) instead of seeking each edge
         for row in conn.execute(f"SELECT * FROM rm_adjacency WHERE graph = ? AND direction = 'OUT' AND "
-                                f"(node, edge_type, neighbour) IN (VALUES {values})", params):
+                                "(node, edge_type, neighbour) IN "
+                                f"(SELECT column1, column2, column3 FROM (VALUES {values}))", params):
             edge = _edge_from_row(graph, row)
             out[(edge.source, edge.type, edge.target)] = edge
     return out
