@@ -108,18 +108,24 @@ def event_to_dict(event: DomainEvent) -> dict[str, Any]:
     return out
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # per event class (``fields`` is slow for the projector's loop)
+
+
 def event_from_dict(data: dict[str, Any]) -> DomainEvent:
     cls = EVENT_TYPES[data["type"]]
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in data:
+    for name in names:
+        if name not in data:
             continue
-        value = data[f.name]
-        if f.name == "properties":
+        value = data[name]
+        if name == "properties":
             value = decode_properties(value)
-        elif f.name in ("occurred_at", "create_time") and value is not None:
+        elif name in ("occurred_at", "create_time") and value is not None:
             value = datetime.fromisoformat(value)
-        elif f.name == "changed":
+        elif name == "changed":
             value = tuple(value)
-        kwargs[f.name] = value
+        kwargs[name] = value
     return cls(**kwargs)

@@ -19,6 +19,7 @@ from infrastructure.persistence.sqlite.read_model import (
     SqliteProjectionStore,
     SqliteReadModel,
     prepare_read_model,
+    relax_projection_durability,
 )
 from infrastructure.tokens import TokenSigner
 from query_service.app.application import Queries, QueryApplication
@@ -92,6 +93,7 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
 
 async def bootstrap(settings: Settings) -> QueryApplication:
     writer = await SqliteConnection(settings.db_path, name="sqlite-read-model-writer").open()
+    await writer.run(relax_projection_durability)  # only this connection: the projector's
     # The query service may start before the command service: create what it reads.
     await writer.execute_script(EVENT_LOG_DDL)
     if await writer.run(prepare_read_model):

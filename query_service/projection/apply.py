@@ -15,6 +15,15 @@ Idempotency (the log is at-least-once for us until the checkpoint commits):
 A NodeDeleted removes the node's adjacency in both directions at once, so the
 EdgeRemoved events that a tombstoning delete emits later are no-ops, and so are
 the ones that came before it.
+
+Edge events are applied set-based: a run of them (up to the next NodeDeleted, which
+reads the adjacency it removes) is reduced to one ``EdgeChange`` per edge, the state
+that sequential application would leave, and handed to the store at once
+(``apply_edges``). Per edge, the last event wins; an add after a remove replaces the
+row (its create time and properties, and its place in the lists: newest), an add
+without a remove before it inserts only if the row is absent, and lists receive the
+new rows in the order of the events that inserted them. Any split of the log into
+batches therefore gives the same read model.
 """
 
 from __future__ import annotations
@@ -46,10 +55,32 @@ class NodeMeta:
     create_time: datetime
 
 
+@dataclass(slots=True)
+class EdgeChange:
+    """The net effect of a run of events on one edge (see the module doc)."""
+
+    graph: str
+    source: str
+    edge_type: str
+    target: str
+    present: bool  # the edge exists after the run
+    replace: bool  # present, and a remove came before the add: an older row is replaced
+    properties: dict[str, PropertyValue]
+    create_time: datetime | None
+
+
 class ProjectionTransaction(Protocol):
     """Primitive, synchronous read-model changes inside one open transaction."""
 
     def node_meta(self, graph: str, node_id: str) -> NodeMeta | None: ...
+
+    def prefetch_node_meta(self, graph: str, node_ids: Iterable[str]) -> None:
+        """A hint: ``node_meta`` will be asked for these nodes (a store may read them at once)."""
+
+    def apply_edges(self, changes: Sequence[EdgeChange]) -> set[tuple[str, str, str, str]]:
+        """Bring each edge (both adjacency rows) to its final state; counters and lists move
+        only for rows that really changed, present edges join their lists in the order given.
+        Returns the (graph, source, edge type, target) of the edges whose OUT row was there before."""
 
     def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
                  version: int, create_time: datetime, update_time: datetime) -> None: ...
@@ -107,14 +138,101 @@ def _index_entries(properties: dict[str, PropertyValue], indexed: Sequence[str])
     return {name: sortable(properties[name]) for name in indexed if name in properties}
 
 
+class _PendingEdge:
+    __slots__ = ("ops", "removed", "add", "order")
+
+    def __init__(self) -> None:
+        self.ops: list[int] = []  # +1 add / -1 remove, in log order (to count what changed)
+        self.removed = False
+        self.add: EdgeAdded | None = None  # the add that sets the row: the first after the last remove
+        self.order = 0
+
+
+class _EdgeRun:
+    """Edge events since the last flush, reduced per edge (last event wins)."""
+
+    def __init__(self) -> None:
+        self._edges: dict[tuple[str, str, str, str], _PendingEdge] = {}
+        self._seq = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._edges)
+
+    def record(self, tx: ProjectionTransaction, event: EdgeAdded | EdgeRemoved) -> None:
+        g = event.graph
+        if isinstance(event, EdgeAdded):
+            for endpoint in (event.source, event.target):
+                meta = tx.node_meta(g, endpoint)
+                if meta is not None and meta.deleted:
+                    return  # a replay after the delete
+        key = (g, event.source, event.edge_type, event.target)
+        pending = self._edges.get(key)
+        if pending is None:
+            pending = self._edges[key] = _PendingEdge()
+        self._seq += 1
+        if isinstance(event, EdgeAdded):
+            pending.ops.append(1)
+            if pending.add is None:
+                pending.add, pending.order = event, self._seq
+        else:
+            pending.ops.append(-1)
+            pending.removed, pending.add = True, None
+
+    def flush(self, tx: ProjectionTransaction) -> int:
+        """Hand the run to the store; how many of its events changed something."""
+        if not self._edges:
+            return 0
+        edges, self._edges = self._edges, {}
+        changes = []
+        for (g, source, edge_type, target), p in sorted(edges.items(), key=lambda kv: kv[1].order):
+            add = p.add
+            if add is None:
+                changes.append(EdgeChange(g, source, edge_type, target, False, False, {}, None))
+            else:
+                changes.append(EdgeChange(g, source, edge_type, target, True, p.removed, dict(add.properties),
+                                          add.create_time or add.occurred_at))
+        existed = tx.apply_edges(changes)
+        changed = 0
+        for key, p in edges.items():
+            present = key in existed
+            for op in p.ops:
+                if (op > 0) != present:
+                    present = op > 0
+                    changed += 1
+        return changed
+
+
+def _prefetch(tx: ProjectionTransaction, events: Sequence[LoggedEvent]) -> None:
+    ids: dict[str, dict[str, None]] = {}
+    for logged in events:
+        event = logged.event
+        if isinstance(event, (EdgeAdded, EdgeRemoved)):
+            seen = ids.setdefault(event.graph, {})
+            seen[event.source] = None
+            seen[event.target] = None
+        elif isinstance(event, (NodeCreated, NodeUpdated, NodeDeleted)):
+            ids.setdefault(event.graph, {})[event.aggregate_id] = None
+    for graph, nodes in ids.items():
+        tx.prefetch_node_meta(graph, nodes)
+
+
 def apply_events(tx: ProjectionTransaction, events: Iterable[LoggedEvent]) -> int:
     """Apply events in log order; returns how many changed something."""
+    events = list(events)
+    _prefetch(tx, events)
     indexed = _IndexedProperties(tx)
+    run = _EdgeRun()
     changed = 0
     for logged in events:
-        if _apply(tx, logged.event, indexed):
+        event = logged.event
+        if isinstance(event, (EdgeAdded, EdgeRemoved)):
+            run.record(tx, event)
+            continue
+        if isinstance(event, NodeDeleted):
+            changed += run.flush(tx)  # the delete reads (and removes) the adjacency so far
+        if _apply(tx, event, indexed):
             changed += 1
-    return changed
+    return changed + run.flush(tx)
 
 
 def _apply(tx: ProjectionTransaction, event: DomainEvent, indexed: _IndexedProperties) -> bool:
@@ -144,31 +262,6 @@ def _apply(tx: ProjectionTransaction, event: DomainEvent, indexed: _IndexedPrope
         tx.replace_index_entries(g, event.node_type, node, {})
         tx.tombstone_node(g, node, event.aggregate_version, event.occurred_at)
         return True
-    if isinstance(event, EdgeAdded):
-        for endpoint in {event.source, event.target}:
-            meta = tx.node_meta(g, endpoint)
-            if meta is not None and meta.deleted:
-                return False
-        create_time = event.create_time or event.occurred_at
-        did = False
-        if tx.add_adjacency(g, event.source, Direction.OUT, event.edge_type, event.target, dict(event.properties),
-                            create_time):
-            tx.adjust_count(g, event.source, event.edge_type, Direction.OUT, +1)
-            did = True
-        if tx.add_adjacency(g, event.target, Direction.IN, event.edge_type, event.source, dict(event.properties),
-                            create_time):
-            tx.adjust_count(g, event.target, event.edge_type, Direction.IN, +1)
-            did = True
-        return did
-    if isinstance(event, EdgeRemoved):
-        did = False
-        if tx.remove_adjacency(g, event.source, Direction.OUT, event.edge_type, event.target):
-            tx.adjust_count(g, event.source, event.edge_type, Direction.OUT, -1)
-            did = True
-        if tx.remove_adjacency(g, event.target, Direction.IN, event.edge_type, event.source):
-            tx.adjust_count(g, event.target, event.edge_type, Direction.IN, -1)
-            did = True
-        return did
     if isinstance(event, SchemaApplied):
         current = tx.schema_dict(g)
         if current is not None and int(current.get("version", 0)) >= event.aggregate_version:

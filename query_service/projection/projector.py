@@ -3,6 +3,12 @@
 Each batch is applied and the checkpoint advanced in ONE store transaction, so a
 crash between the two cannot happen; a replayed batch is skipped by the store
 (positions at or below the checkpoint) and by the version rules in ``apply``.
+
+Batches hold up to ``batch_size`` events (2,000): a batch costs roughly its rows'
+b-tree pages plus one commit, so larger batches apply faster while the projector is
+behind (4,000 -> ~7,000 events/s on a power-law edge log going from 500 to 2,000),
+and the write lock is held ~0.2-0.3 s per full batch. A projector that keeps up
+applies what is there, in small batches.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ PROJECTOR_NAME = "read_model"
 
 class Projector:
     def __init__(self, *, log: EventLog, store: ProjectionStore, progress: ProjectionProgress,
-                 name: str = PROJECTOR_NAME, batch_size: int = 500, poll_interval: float = 0.05,
+                 name: str = PROJECTOR_NAME, batch_size: int = 2000, poll_interval: float = 0.05,
                  on_applied=None) -> None:
         self._log = log
         self._store = store

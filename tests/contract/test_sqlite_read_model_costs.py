@@ -94,10 +94,31 @@ class TestSqliteAdjacencyWorkIsBoundedByTheLimit:
         for key in (AdjacencyKey("n", Direction.OUT), AdjacencyKey("n", Direction.IN, "follows")):
             for after in (None, (1, "follows", "x")):
                 sql, params = _adjacency_sql("g", key, limit=3, after=after, created_after_us=0,
-                                             created_before_us=9)
+                                             created_before_us=9, edge_types=("follows", "likes"))
                 plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + sql, params))
                 assert "USING INDEX rm_adjacency_newest" in plan and "TEMP B-TREE" not in plan, plan
+                if key.edge_type is None:  # the typed lists merged, each walked in index order
+                    assert "MERGE (UNION ALL)" in plan and plan.count("edge_type=?") == 2, plan
                 assert "create_us<?" in plan or "create_us>?" in plan, plan
+
+    async def test_a_batch_checks_which_rows_exist_by_primary_key(self, db):
+        from infrastructure.persistence.sqlite.read_model import SqliteProjectionTransaction
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)
+        SqliteProjectionTransaction(db.conn)._existing_rows([("g", "super", "OUT", "likes", "m00001")] * 3)
+        db.conn.set_trace_callback(None)
+        plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + statements[0]))
+        assert "USING PRIMARY KEY" in plan and "SCAN rm_adjacency" not in plan, plan
+
+
+    async def test_edges_by_key_are_primary_key_seeks(self, db):
+        statements: list[str] = []
+        db.conn.set_trace_callback(statements.append)
+        got = await SqliteReadModel(db).get_edges("g", [("super", "likes", "m00001"), ("small", "follows", "m00000")])
+        db.conn.set_trace_callback(None)
+        assert sorted(got) == [("small", "follows", "m00000"), ("super", "likes", "m00001")]
+        plan = " ".join(r[3] for r in db.conn.execute("EXPLAIN QUERY PLAN " + statements[0]))
+        assert "neighbour=?" in plan and "SCAN rm_adjacency" not in plan, plan
 
 
 async def test_sqlite_projection_batches_its_statements(tmp_path):

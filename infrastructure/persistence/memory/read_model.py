@@ -61,6 +61,9 @@ class _Tx:
         n = self.s.nodes.get((graph, node_id))
         return None if n is None else _Meta(n.type, n.version, n.deleted, n.create_time)
 
+    def prefetch_node_meta(self, graph: str, node_ids: Any) -> None:
+        return None
+
     def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
                  version: int, create_time: datetime, update_time: datetime) -> None:
         self.s.nodes[(graph, node_id)] = _Node(node_type, dict(properties), version, create_time, update_time)
@@ -90,6 +93,24 @@ class _Tx:
 
     def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
         return self.s.adjacency.pop((graph, node, direction, edge_type, neighbour), None) is not None
+
+    def apply_edges(self, changes: Sequence[Any]) -> set[tuple[str, str, str, str]]:
+        existed: set[tuple[str, str, str, str]] = set()
+        for ch in changes:
+            halves = ((ch.source, Direction.OUT, ch.target), (ch.target, Direction.IN, ch.source))
+            for node, direction, neighbour in halves:
+                key = (ch.graph, node, direction, ch.edge_type, neighbour)
+                there = key in self.s.adjacency
+                if there and direction is Direction.OUT:
+                    existed.add((ch.graph, ch.source, ch.edge_type, ch.target))
+                if there and (not ch.present or ch.replace):
+                    del self.s.adjacency[key]
+                    self.adjust_count(ch.graph, node, ch.edge_type, direction, -1)
+                    there = False
+                if ch.present and not there:
+                    self.s.adjacency[key] = (dict(ch.properties), ch.create_time)
+                    self.adjust_count(ch.graph, node, ch.edge_type, direction, +1)
+        return existed
 
     def adjust_count(self, graph: str, node: str, edge_type: str, direction: Direction, delta: int) -> None:
         key = (graph, node, edge_type, direction)

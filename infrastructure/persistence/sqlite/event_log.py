@@ -103,7 +103,19 @@ def append_events(conn: sqlite3.Connection, events: Iterable[DomainEvent]) -> in
 
 
 def _row_to_logged(row: sqlite3.Row) -> LoggedEvent:
-    data = json.loads(row["payload"])
+    payload = row["payload"]
+    if payload == "{}" and row["event_type"] in _EDGE_EVENT_NAMES:  # most of a log: skip JSON and the generic path
+        aggregate_id = row["aggregate_id"]
+        key = aggregate_id.split("/")
+        if len(key) == 3:
+            at = datetime.fromisoformat(row["occurred_at"])
+            common = dict(event_id=row["event_id"], graph=row["graph"], aggregate_id=aggregate_id,
+                          aggregate_version=row["aggregate_version"], occurred_at=at, source=key[0],
+                          edge_type=key[1], target=key[2])
+            event: DomainEvent = (EdgeAdded(**common, create_time=at) if row["event_type"] == "EdgeAdded"
+                                  else EdgeRemoved(**common))
+            return LoggedEvent(position=int(row["position"]), event=event, shard=SHARD)
+    data = json.loads(payload)
     if "type" not in data:  # a slim payload: the rest is in the columns
         data.update(type=row["event_type"], event_id=row["event_id"], graph=row["graph"],
                     aggregate_id=row["aggregate_id"], aggregate_version=row["aggregate_version"],
@@ -114,6 +126,8 @@ def _row_to_logged(row: sqlite3.Row) -> LoggedEvent:
             data["create_time"] = data["occurred_at"]
     return LoggedEvent(position=int(row["position"]), event=event_from_dict(data), shard=SHARD)
 
+
+_EDGE_EVENT_NAMES = frozenset(("EdgeAdded", "EdgeRemoved"))
 
 _READ_COLUMNS = "position, event_id, graph, event_type, aggregate_id, aggregate_version, occurred_at, payload"
 

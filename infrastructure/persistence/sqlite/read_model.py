@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
@@ -27,7 +27,7 @@ from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeV
 
 # The read model's table layout. A file projected under another layout is rebuilt from the
 # event log at start-up (``prepare_read_model``): the read model is derived data.
-READ_MODEL_LAYOUT = 2
+READ_MODEL_LAYOUT = 3
 
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_nodes (
@@ -53,14 +53,12 @@ CREATE TABLE IF NOT EXISTS rm_adjacency (
     edge_type   TEXT NOT NULL,
     neighbour   TEXT NOT NULL,
     properties  TEXT NOT NULL,
-    create_us   INTEGER NOT NULL,
-    create_time TEXT NOT NULL,
+    create_us   INTEGER NOT NULL,  -- the create time, exactly (epoch microseconds)
     PRIMARY KEY (graph, node, direction, edge_type, neighbour)
 ) WITHOUT ROWID;
+-- The only secondary index: a list without an edge type is the merge of its typed lists.
 CREATE INDEX IF NOT EXISTS rm_adjacency_newest
     ON rm_adjacency (graph, node, direction, edge_type, create_us DESC, neighbour);
-CREATE INDEX IF NOT EXISTS rm_adjacency_newest_any_type
-    ON rm_adjacency (graph, node, direction, create_us DESC, edge_type, neighbour);
 
 -- Neighbour ids per (node, direction, edge type), packed newest first in chunks
 -- (ADR 0006): chunk 0, the head, holds the newest HEAD_MIN..HEAD_MAX ids and the
@@ -111,6 +109,8 @@ POINT_READ_MAX_KEYS = 8
 MAX_KEYS_PER_STATEMENT = 500
 # An ids-only level read binds one parameter per frontier node: a whole level fits one statement.
 MAX_NODES_PER_ID_STATEMENT = 10_000
+# A projection batch checks which adjacency rows exist with four parameters a row.
+_EXISTS_ROWS_PER_STATEMENT = 1_000
 
 # Adjacency id chunks (ADR 0006). The head holds at least the newest HEAD_MIN ids of a list
 # (every per-node limit up to 1000, plus one to tell "more"), and is split when it passes
@@ -226,38 +226,65 @@ def _edges_sync(conn: sqlite3.Connection, graph: str,
         params: list[Any] = [graph]
         for triple in part:
             params += triple
+        # ``IN (SELECT ... FROM (VALUES ...))``, not ``IN (VALUES ...)``: with the latter SQLite
+        # walked the graph's whole adjacency (PRIMARY KEY (graph=?)) instead of seeking each edge
         for row in conn.execute(f"SELECT * FROM rm_adjacency WHERE graph = ? AND direction = 'OUT' AND "
-                                f"(node, edge_type, neighbour) IN (VALUES {values})", params):
+                                "(node, edge_type, neighbour) IN "
+                                f"(SELECT column1, column2, column3 FROM (VALUES {values}))", params):
             edge = _edge_from_row(graph, row)
             out[(edge.source, edge.type, edge.target)] = edge
     return out
 
 
+# SQLite's default limit on the arms of one compound SELECT is 500.
+_MAX_MERGED_TYPES = 400
+
+
 def _adjacency_sql(graph: str, key: AdjacencyKey, *, limit: int, after: tuple[int, str, str] | None = None,
-                   created_after_us: int | None = None,
-                   created_before_us: int | None = None) -> tuple[str, list[Any]]:
-    """One adjacency list, newest first. The ORDER BY matches an index (the typed one when the
-    key has a type), so SQLite walks the index and stops after ``limit`` rows: the cost is
-    bounded by the limit, never by the length of a supernode's list."""
-    sql = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
-    params: list[Any] = [graph, key.node, key.direction.value]
-    if key.edge_type is not None:
-        sql += " AND edge_type = ?"
-        params.append(key.edge_type)
+                   created_after_us: int | None = None, created_before_us: int | None = None,
+                   edge_types: Sequence[str] = ()) -> tuple[str, list[Any]]:
+    """One adjacency list, newest first. Each list of one edge type is walked in the order of
+    ``rm_adjacency_newest`` and SQLite stops after ``limit`` rows: the cost is bounded by the
+    limit, never by the length of a supernode's list. A key without an edge type is the merge
+    (``UNION ALL`` with the ORDER BY: SQLite merges the per-type index walks) of the lists of
+    ``edge_types``, the types the node has in that direction (``_list_types``); no index of its
+    own, so the projector maintains one index fewer per adjacency row."""
+    arm = "SELECT * FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ?"
+    common: list[Any] = []
+    conditions = ""
     if created_after_us is not None:
-        sql += " AND create_us > ?"
-        params.append(created_after_us)
+        conditions += " AND create_us > ?"
+        common.append(created_after_us)
     if created_before_us is not None:
-        sql += " AND create_us < ?"
-        params.append(created_before_us)
+        conditions += " AND create_us < ?"
+        common.append(created_before_us)
     if after is not None:
         # the redundant ``create_us <= ?`` is a range the index can seek to; without it the
         # OR made every page re-read the list from its newest entry
-        sql += " AND create_us <= ? AND (create_us < ? OR (edge_type, neighbour) > (?, ?))"
-        params += [after[0], after[0], after[1], after[2]]
-    sql += " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
+        conditions += " AND create_us <= ? AND (create_us < ? OR (edge_type, neighbour) > (?, ?))"
+        common += [after[0], after[0], after[1], after[2]]
+    types: Sequence[str | None] = [key.edge_type] if key.edge_type is not None else edge_types
+    if len(types) > _MAX_MERGED_TYPES:
+        types = [None]  # too many arms for one statement: one walk of the whole node, sorted
+    params: list[Any] = []
+    arms = []
+    for edge_type in types:
+        params += [graph, key.node, key.direction.value]
+        if edge_type is None:
+            arms.append(arm + conditions)
+        else:
+            arms.append(arm + " AND edge_type = ?" + conditions)
+            params.append(edge_type)
+        params += common
+    sql = " UNION ALL ".join(arms) + " ORDER BY create_us DESC, edge_type, neighbour LIMIT ?"
     params.append(limit)
     return sql, params
+
+
+def _list_types(conn: sqlite3.Connection, graph: str, node: str, direction: Direction) -> list[str]:
+    """The edge types of the node's non-empty lists in one direction (their id-chunk heads)."""
+    return [r[0] for r in conn.execute("SELECT edge_type FROM rm_adjacency_chunks WHERE graph = ? AND node = ? "
+                                       "AND direction = ? AND chunk = 0", (graph, node, direction.value))]
 
 
 _BASIC_COLUMNS = "graph, id, type, '{}' AS properties, version, create_time, update_time, edge_counts"
@@ -330,10 +357,12 @@ class SqliteReadModel:
                              after: tuple[int, str, str] | None = None,
                              created_after_us: int | None = None,
                              created_before_us: int | None = None) -> list[tuple[tuple[int, str, str], EdgeView]]:
-        sql, params = _adjacency_sql(graph, key, limit=limit, after=after, created_after_us=created_after_us,
-                                     created_before_us=created_before_us)
-
         def q(c: sqlite3.Connection) -> list[tuple[tuple[int, str, str], EdgeView]]:
+            types = _list_types(c, graph, key.node, key.direction) if key.edge_type is None else ()
+            if key.edge_type is None and not types:
+                return []
+            sql, params = _adjacency_sql(graph, key, limit=limit, after=after, created_after_us=created_after_us,
+                                         created_before_us=created_before_us, edge_types=types)
             return [((int(r["create_us"]), r["edge_type"], r["neighbour"]), _edge_from_row(graph, r))
                     for r in c.execute(sql, params)]
         return await self._run(q)
@@ -398,15 +427,28 @@ class SqliteProjectionTransaction:
         # (graph, node, direction, edge type) -> ordered (+1 add / -1 remove, neighbour) changes,
         # applied to the id chunks once per batch by ``flush``
         self._list_changes: dict[tuple[str, str, str, str], list[tuple[int, str]]] = {}
+        # nodes this transaction created from nothing: they have no index entries to delete yet
+        self._unindexed: set[tuple[str, str]] = set()
 
     def node_meta(self, graph: str, node_id: str) -> Any:
         key = (graph, node_id)
         if key not in self._meta:
             row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
                                  key).fetchone()
-            self._meta[key] = None if row is None else _NodeMeta(row["type"], int(row["version"]),
-                                                                  bool(row["deleted"]), _ts(row["create_time"]))
+            self._meta[key] = None if row is None else _NodeMeta(row[0], int(row[1]), bool(row[2]), row[3])
         return self._meta[key]
+
+    def prefetch_node_meta(self, graph: str, node_ids: Iterable[str]) -> None:
+        """Read the metadata of many nodes set-based (one statement per 10,000)."""
+        meta = self._meta
+        wanted = [n for n in node_ids if (graph, n) not in meta]
+        for part in _chunks(wanted, MAX_NODES_PER_ID_STATEMENT):
+            for node_id in part:
+                meta[(graph, node_id)] = None
+            for node_id, type_, version, deleted, create_time in self.c.execute(
+                    "SELECT id, type, version, deleted, create_time FROM rm_nodes WHERE graph = ? "
+                    f"AND id IN ({','.join('?' * len(part))})", (graph, *part)):
+                meta[(graph, node_id)] = _NodeMeta(type_, int(version), bool(deleted), create_time)
 
     def put_node(self, graph: str, node_id: str, node_type: str, properties: dict[str, PropertyValue],
                  version: int, create_time: datetime, update_time: datetime) -> None:
@@ -417,7 +459,10 @@ class SqliteProjectionTransaction:
             "update_time = excluded.update_time, deleted = 0",
             (graph, node_id, node_type, properties_json(properties), version, create_time.isoformat(),
              update_time.isoformat()))
-        self._meta[(graph, node_id)] = _NodeMeta(node_type, version, False, create_time)
+        key = (graph, node_id)
+        if key in self._meta and self._meta[key] is None:  # known to have had no row at all
+            self._unindexed.add(key)
+        self._meta[key] = _NodeMeta(node_type, version, False, create_time)
 
     def tombstone_node(self, graph: str, node_id: str, version: int, update_time: datetime) -> None:
         cur = self.c.execute("UPDATE rm_nodes SET deleted = 1, properties = '{}', version = ?, update_time = ? "
@@ -429,10 +474,15 @@ class SqliteProjectionTransaction:
         self._meta.pop((graph, node_id), None)  # read again if needed: the row decides type and create_time
 
     def replace_index_entries(self, graph: str, node_type: str, node_id: str, entries: dict[str, object]) -> None:
-        self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", (graph, node_id))
-        self.c.executemany("INSERT OR IGNORE INTO rm_node_index (graph, type, property, value, node) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           [(graph, node_type, prop, value, node_id) for prop, value in entries.items()])
+        key = (graph, node_id)
+        if key in self._unindexed:  # a node new in this transaction: nothing to delete
+            self._unindexed.discard(key)
+        else:
+            self.c.execute("DELETE FROM rm_node_index WHERE graph = ? AND node = ?", key)
+        if entries:
+            self.c.executemany("INSERT OR IGNORE INTO rm_node_index (graph, type, property, value, node) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               [(graph, node_type, prop, value, node_id) for prop, value in entries.items()])
 
     def nodes_of_type(self, graph: str, node_type: str) -> list[tuple[str, dict[str, PropertyValue]]]:
         return [(r["id"], properties_from_json(r["properties"])) for r in self.c.execute(
@@ -441,14 +491,69 @@ class SqliteProjectionTransaction:
     def add_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str,
                       properties: dict[str, PropertyValue], create_time: datetime) -> bool:
         cur = self.c.execute(
-            "INSERT OR IGNORE INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, create_us, "
-            "create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (graph, node, direction.value, edge_type, neighbour, properties_json(properties), _us(create_time),
-             create_time.isoformat()))
+            "INSERT OR IGNORE INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, create_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (graph, node, direction.value, edge_type, neighbour, "{}" if not properties else properties_json(properties),
+             _us(create_time)))
         if cur.rowcount > 0:  # the row decides: a replayed add changes no chunk
             self._list_changes.setdefault((graph, node, direction.value, edge_type), []).append((1, neighbour))
             return True
         return False
+
+    def apply_edges(self, changes: Sequence[Any]) -> set[tuple[str, str, str, str]]:
+        """Set-based: which rows exist is one statement per ~1,000 rows, then one ``executemany``
+        deletes and one inserts; counters and id lists move only for rows that changed."""
+        if not changes:
+            return set()
+        rows: list[tuple[tuple[str, str, str, str, str], Any]] = []
+        for ch in changes:
+            rows.append(((ch.graph, ch.source, "OUT", ch.edge_type, ch.target), ch))
+            rows.append(((ch.graph, ch.target, "IN", ch.edge_type, ch.source), ch))
+        there = self._existing_rows([key for key, _ in rows])
+        deletes = [key for key, ch in rows if key in there and (not ch.present or ch.replace)]
+        inserts = [(key, ch) for key, ch in rows if ch.present and (ch.replace or key not in there)]
+        list_changes, deltas = self._list_changes, self._count_deltas
+        if deletes:
+            self.c.executemany("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
+                               "AND edge_type = ? AND neighbour = ?", deletes)
+            for graph, node, direction, edge_type, neighbour in deletes:
+                list_changes.setdefault((graph, node, direction, edge_type), []).append((-1, neighbour))
+                count_key = (graph, node, edge_type, direction)
+                deltas[count_key] = deltas.get(count_key, 0) - 1
+        if inserts:
+            encoded: dict[int, tuple[str, int]] = {}  # per change: its properties and time, encoded once
+            params = []
+            for key, ch in inserts:
+                enc = encoded.get(id(ch))
+                if enc is None:
+                    props = ch.properties
+                    enc = encoded[id(ch)] = ("{}" if not props else properties_json(props), _us(ch.create_time))
+                params.append((*key, *enc))
+                graph, node, direction, edge_type, neighbour = key
+                list_changes.setdefault((graph, node, direction, edge_type), []).append((1, neighbour))
+                count_key = (graph, node, edge_type, direction)
+                deltas[count_key] = deltas.get(count_key, 0) + 1
+            self.c.executemany("INSERT INTO rm_adjacency (graph, node, direction, edge_type, neighbour, properties, "
+                               "create_us) VALUES (?, ?, ?, ?, ?, ?, ?)", params)
+        return {(g, node, t, nb) for g, node, d, t, nb in there if d == "OUT"}
+
+    def _existing_rows(self, keys: Sequence[tuple[str, str, str, str, str]]) -> set[tuple[str, str, str, str, str]]:
+        """Which of these adjacency rows exist: primary-key seeks, ~1,000 rows per statement."""
+        by_graph: dict[str, list[str]] = {}
+        for graph, node, direction, edge_type, neighbour in keys:
+            by_graph.setdefault(graph, []).extend((node, direction, edge_type, neighbour))
+        found: set[tuple[str, str, str, str, str]] = set()
+        step = 4 * _EXISTS_ROWS_PER_STATEMENT
+        for graph, flat in by_graph.items():
+            for i in range(0, len(flat), step):
+                part = flat[i:i + step]
+                values = ",".join(["(?,?,?,?)"] * (len(part) // 4))
+                for row in self.c.execute(
+                        "SELECT node, direction, edge_type, neighbour FROM rm_adjacency WHERE graph = ? AND "
+                        "(node, direction, edge_type, neighbour) IN "
+                        f"(SELECT column1, column2, column3, column4 FROM (VALUES {values}))", (graph, *part)):
+                    found.add((graph, *row))
+        return found
 
     def remove_adjacency(self, graph: str, node: str, direction: Direction, edge_type: str, neighbour: str) -> bool:
         cur = self.c.execute("DELETE FROM rm_adjacency WHERE graph = ? AND node = ? AND direction = ? "
@@ -471,7 +576,14 @@ class SqliteProjectionTransaction:
             upserts: list[tuple[Any, ...]] = []
             emptied: list[tuple[str, str, str, str]] = []
             for key, ops in changes.items():
-                total, ids = heads.get(key, (0, []))
+                total, text = heads.get(key, (0, ""))
+                if text and all(sign > 0 for sign, _ in ops) and text.count(ID_SEPARATOR) + 1 + len(ops) <= HEAD_MAX:
+                    # only appends that fit the head (most lists, every batch): prepend the new ids
+                    # to the stored text (newest first) without splitting it
+                    upserts.append((*key, 0, total + len(ops),
+                                    ID_SEPARATOR.join([nb for _, nb in reversed(ops)] + [text])))
+                    continue
+                ids = text.split(ID_SEPARATOR)[::-1] if text else []
                 _IdChunks(self.c, key, ids, total).apply(ops, upserts, emptied)
             self.c.executemany(_UPSERT_CHUNK, upserts)
             self.c.executemany("DELETE FROM rm_adjacency_chunks WHERE graph = ? AND node = ? AND direction = ? "
@@ -530,19 +642,20 @@ _UPSERT_CHUNK = ("INSERT INTO rm_adjacency_chunks (graph, node, direction, edge_
 
 
 def _load_heads(conn: sqlite3.Connection, keys: Sequence[tuple[str, str, str, str]]
-                ) -> dict[tuple[str, str, str, str], tuple[int, list[str]]]:
-    """The heads of many lists, one statement per (graph, direction, edge type): ids oldest first."""
+                ) -> dict[tuple[str, str, str, str], tuple[int, str]]:
+    """The heads of many lists, one statement per (graph, direction, edge type): their total
+    and stored ids text (newest first)."""
     groups: dict[tuple[str, str, str], list[str]] = {}
     for graph, node, direction, edge_type in keys:
         groups.setdefault((graph, direction, edge_type), []).append(node)
-    out: dict[tuple[str, str, str, str], tuple[int, list[str]]] = {}
+    out: dict[tuple[str, str, str, str], tuple[int, str]] = {}
     for (graph, direction, edge_type), nodes in groups.items():
         for part in _chunks(nodes, MAX_NODES_PER_ID_STATEMENT):
             for node, total, text in conn.execute(
                     "SELECT node, total, ids FROM rm_adjacency_chunks WHERE graph = ? AND direction = ? AND "
                     f"edge_type = ? AND chunk = 0 AND node IN ({','.join('?' * len(part))})",
                     (graph, direction, edge_type, *part)):
-                out[(graph, node, direction, edge_type)] = (int(total), text.split(ID_SEPARATOR)[::-1])
+                out[(graph, node, direction, edge_type)] = (int(total), text)
     return out
 
 
@@ -613,10 +726,25 @@ class _IdChunks:
 
 
 class _NodeMeta:
-    __slots__ = ("type", "version", "deleted", "create_time")
+    __slots__ = ("type", "version", "deleted", "_create_time")
 
-    def __init__(self, type_: str, version: int, deleted: bool, create_time: datetime) -> None:
-        self.type, self.version, self.deleted, self.create_time = type_, version, deleted, create_time
+    def __init__(self, type_: str, version: int, deleted: bool, create_time: datetime | str) -> None:
+        self.type, self.version, self.deleted, self._create_time = type_, version, deleted, create_time
+
+    @property
+    def create_time(self) -> datetime:  # parsed only when a node event needs it
+        value = self._create_time
+        if isinstance(value, str):
+            value = self._create_time = _ts(value)
+        return value
+
+
+def relax_projection_durability(conn: sqlite3.Connection) -> None:
+    """For the projector's own writer connection: ``synchronous = NORMAL`` (WAL), no fsync per
+    commit. The read model is derived data and its checkpoint commits in the same transaction,
+    so a power loss can only roll back the last batches together with their checkpoint; the
+    projector applies them again from the event log, which the command side commits with FULL."""
+    conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def prepare_read_model(conn: sqlite3.Connection) -> bool:
