@@ -52,3 +52,18 @@ def group(node_id: str, graph: str = GRAPH) -> CreateNode:
 
 def edge(source: str, edge_type: str, target: str, graph: str = GRAPH, **props) -> AddEdge:
     return AddEdge(graph=graph, source=source, type=edge_type, target=target, properties=props)
+
+
+async def seeded_write_app(store, users: int, **props):
+    """The command application over ``store`` with the sample schema and ``users`` users
+    ``u0``.. (created 100 per BatchWrite); ``props`` maps a property to a format string
+    of the user's id, e.g. ``email="{}@example.com"``."""
+    from command_service.app.commands.batch_write import BatchWrite
+    from command_service.bootstrap import build_for_tests
+    app = build_for_tests(store)
+    await app.dispatch(apply_sample_schema())
+    for start in range(0, users, 100):
+        await app.dispatch(BatchWrite(graph=GRAPH, operations=tuple(
+            user(f"u{i}", **{k: v.format(f"u{i}") for k, v in props.items()})
+            for i in range(start, min(users, start + 100)))))
+    return app

@@ -10,11 +10,10 @@ from command_service.app.commands.batch_write import BatchWrite
 from command_service.app.commands.create_node import CreateNode
 from command_service.app.commands.remove_edge import RemoveEdge
 from command_service.app.commands.update_node import UpdateNode
-from command_service.bootstrap import build_for_tests
 from domain.edge import Direction
 from domain.errors import AlreadyExists, Reason, RuleViolated
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
-from tests.command_samples import GRAPH, apply_sample_schema, edge, group, user
+from tests.command_samples import GRAPH, edge, group, user, seeded_write_app
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +27,7 @@ async def store(tmp_path):
 
 @pytest.fixture
 async def app(store):
-    app = build_for_tests(store)
-    await app.dispatch(apply_sample_schema())
-    for start in range(0, NODES, 100):
-        await app.dispatch(BatchWrite(graph=GRAPH, operations=tuple(
-            user(f"u{i}", email=f"u{i}@example.com") for i in range(start, start + 100))))
+    app = await seeded_write_app(store, NODES, email="{}@example.com")
     yield app
     await app.close()
 

@@ -9,10 +9,9 @@ import sqlite3
 import pytest
 
 from command_service.app.commands.batch_write import BatchWrite
-from command_service.bootstrap import build_for_tests
 from domain.errors import DomainError, Reason, RuleViolated
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
-from tests.command_samples import GRAPH, apply_sample_schema, edge, user
+from tests.command_samples import GRAPH, edge, seeded_write_app
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +23,7 @@ async def store(tmp_path):
 
 @pytest.fixture
 async def app(store):
-    app = build_for_tests(store)
-    await app.dispatch(apply_sample_schema())
-    await app.dispatch(BatchWrite(graph=GRAPH, operations=tuple(user(f"u{i}") for i in range(100))))
+    app = await seeded_write_app(store, 100)
     yield app
     await app.close()
 

@@ -10,7 +10,7 @@ from command_service.app.commands.update_node import UpdateNode
 from command_service.bootstrap import build_for_tests
 from domain.errors import AlreadyExists, RuleViolated
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
-from tests.command_samples import GRAPH, apply_sample_schema, edge, user
+from tests.command_samples import GRAPH, apply_sample_schema, edge, user, seeded_write_app
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +22,7 @@ async def store(tmp_path):
 
 @pytest.fixture
 async def app(store):
-    app = build_for_tests(store)
-    await app.dispatch(apply_sample_schema())
-    await app.dispatch(BatchWrite(graph=GRAPH, operations=tuple(user(f"u{i}") for i in range(10))))
+    app = await seeded_write_app(store, 10)
     yield app
     await app.close()
 
