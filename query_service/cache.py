@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
 
 from domain.edge import Direction
 from domain.events import DomainEvent, EdgeAdded, EdgeRemoved, NodeCreated, NodeDeleted, NodeUpdated, SchemaApplied
@@ -57,12 +57,6 @@ class CacheStats:
     bytes: int
     entries: int
     max_bytes: int
-
-    def hit_ratio(self, kinds: Iterable[str] = KINDS) -> float:
-        kinds = list(kinds)
-        hits = sum(self.hits[k] for k in kinds)
-        total = hits + sum(self.misses[k] for k in kinds)
-        return hits / total if total else 0.0
 
 
 class ReadCache:
@@ -255,18 +249,24 @@ class CachingReadModel:
     def round_trips(self, value: int) -> None:
         self._inner.round_trips = value
 
-    async def get_schema(self, graph: str) -> Schema | None:
+    async def _one(self, graph: str, kind: str, key: tuple, load: Callable[[], Awaitable[Any]],
+                   size: Callable[[Any], int]) -> Any:
+        """Cache-aside for one key: a hit, or one inner read stored under the generation
+        taken before it (so an invalidation during the read keeps the value out)."""
         cache = self.cache
-        key = schema_key(graph)
         value = cache.get(key)
         if value is not MISSING:
-            cache.hits["schema"] += 1
+            cache.hits[kind] += 1
             return value
-        cache.misses["schema"] += 1
+        cache.misses[kind] += 1
         generation = cache.generation(graph)
-        schema = await self._inner.get_schema(graph)
-        cache.put(key, schema, _schema_size(schema), generation)
-        return schema
+        value = await load()
+        cache.put(key, value, size(value), generation)
+        return value
+
+    async def get_schema(self, graph: str) -> Schema | None:
+        return await self._one(graph, "schema", schema_key(graph), lambda: self._inner.get_schema(graph),
+                               _schema_size)
 
     async def get_nodes(self, graph: str, ids: Sequence[str], *, properties: bool = True) -> dict[str, NodeView]:
         if not ids:
@@ -339,17 +339,8 @@ class CachingReadModel:
         return await self._inner.get_edge(graph, source, edge_type, target)
 
     async def count_edges(self, graph: str, node: str, edge_type: str, direction: Direction) -> int:
-        cache = self.cache
-        key = (graph, _COUNT, node, edge_type, direction)
-        value = cache.get(key)
-        if value is not MISSING:
-            cache.hits["count"] += 1
-            return value
-        cache.misses["count"] += 1
-        generation = cache.generation(graph)
-        count = await self._inner.count_edges(graph, node, edge_type, direction)
-        cache.put(key, count, 120, generation)
-        return count
+        return await self._one(graph, "count", (graph, _COUNT, node, edge_type, direction),
+                               lambda: self._inner.count_edges(graph, node, edge_type, direction), lambda _: 120)
 
     async def list_adjacency(self, graph: str, key: AdjacencyKey, *, limit: int,
                              after: tuple[int, str, str] | None = None,

@@ -87,20 +87,6 @@ def optional_datetime(message: Any, field: str) -> datetime | None:
 
 # --- properties ------------------------------------------------------------------------
 
-def value_to_proto(value: PropertyValue) -> pb.PropertyValue:
-    if isinstance(value, bool):
-        return pb.PropertyValue(bool_value=value)
-    if isinstance(value, int):
-        return pb.PropertyValue(int_value=value)
-    if isinstance(value, float):
-        return pb.PropertyValue(double_value=value)
-    if isinstance(value, str):
-        return pb.PropertyValue(string_value=value)
-    if isinstance(value, datetime):
-        return pb.PropertyValue(timestamp_value=timestamp_to_proto(value))
-    raise TypeError(f"not a property value: {value!r}")
-
-
 def value_from_proto(value: pb.PropertyValue, field_path: str) -> PropertyValue:
     kind = value.WhichOneof("kind")
     if kind is None:
@@ -144,10 +130,6 @@ def properties_to_proto(values: Mapping[str, PropertyValue], target: MutableMapp
 
 
 # --- enums -----------------------------------------------------------------------------
-
-def direction_to_proto(direction: Direction) -> int:
-    return _DIR_TO_PROTO[direction]
-
 
 def direction_from_proto(value: int, field_path: str = "direction", *, default: Direction | None = None,
                          allow_both: bool = False) -> Direction:

@@ -46,13 +46,17 @@ class SqliteWriteStoreFixture(WriteStoreFixture):
         await readers.close()
 
 
+async def _sqlite_read_side(path: str):
+    """A read-model writer and a reader pool over one file, tables created."""
+    writer = await SqliteConnection(path).open()
+    await writer.execute_script(READ_MODEL_DDL)
+    return writer, await SqliteReaderPool(path, size=2).open()
+
+
 class SqliteReadModelFixture(ReadModelFixture):
     @pytest.fixture
     async def adapters(self, tmp_path):
-        path = str(tmp_path / "rm.db")
-        writer = await SqliteConnection(path).open()
-        await writer.execute_script(READ_MODEL_DDL)
-        readers = await SqliteReaderPool(path, size=2).open()
+        writer, readers = await _sqlite_read_side(str(tmp_path / "rm.db"))
         yield SqliteReadModel(readers), SqliteProjectionStore(writer)
         await readers.close()
         await writer.close()
@@ -63,10 +67,7 @@ class CachingSqliteReadModelFixture(ReadModelFixture):
 
     @pytest.fixture
     async def adapters(self, tmp_path):
-        path = str(tmp_path / "rm.db")
-        writer = await SqliteConnection(path).open()
-        await writer.execute_script(READ_MODEL_DDL)
-        readers = await SqliteReaderPool(path, size=2).open()
+        writer, readers = await _sqlite_read_side(str(tmp_path / "rm.db"))
         cache = ReadCache(8 << 20)
         yield (CachingReadModel(SqliteReadModel(readers), cache, head_size=HEAD_MIN),
                InvalidatingProjectionStore(SqliteProjectionStore(writer), cache))
