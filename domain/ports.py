@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Self, Sequence
 
 from domain.edge import Direction, Edge
 from domain.events import DomainEvent
@@ -101,10 +101,35 @@ class IdempotencyRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class PendingIdempotencyRecord:
+    """An idempotency record whose response is rendered at commit.
+
+    The response carries the consistency token of the very commit it is stored with, and
+    the log positions of that commit exist only once the unit of work allocates them,
+    inside ``commit()`` (a DynamoDB transaction cannot be flushed half-way). So the
+    record is staged with ``render``, which the unit of work calls once with the
+    commit's positions before it writes the record in the same transaction."""
+
+    graph: str
+    request_id: str
+    operation: str
+    fingerprint: str
+    created_at: datetime
+    render: Callable[["CommitResult"], bytes]
+
+    def complete(self, committed: "CommitResult") -> IdempotencyRecord:
+        return IdempotencyRecord(graph=self.graph, request_id=self.request_id, operation=self.operation,
+                                 fingerprint=self.fingerprint, response=self.render(committed),
+                                 created_at=self.created_at)
+
+
 class IdempotencyStore(Protocol):
     async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None: ...
 
-    async def put(self, record: IdempotencyRecord) -> None: ...
+    async def put(self, record: PendingIdempotencyRecord) -> None:
+        """Stage the record; the unit of work completes it with the positions of its commit
+        and writes it in that commit's transaction. REQUEST_ID_REUSED if the id is taken."""
 
 
 @dataclass
@@ -122,9 +147,14 @@ class Prefetch:
     unique_values: list[tuple[str, str, str, PropertyValue]] = field(default_factory=list)
 
 
+Positions = Mapping[str, int]
+"""Log positions by shard: a consistency token, a checkpoint, a projection's progress."""
+
+
 @dataclass(frozen=True)
 class CommitResult:
-    """Log positions the commit produced, per log shard ("0" on SQLite)."""
+    """Log positions the commit produced, per log shard ("0" on SQLite; the graph on
+    DynamoDB). A commit that wrote no event names its shard's head instead."""
 
     positions: dict[str, int] = field(default_factory=dict)
 
@@ -141,7 +171,7 @@ class UnitOfWork(Protocol):
     edges: EdgeRepository
     idempotency: IdempotencyStore
 
-    async def __aenter__(self) -> "UnitOfWork": ...
+    async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None: ...
@@ -161,12 +191,26 @@ class LoggedEvent:
 
 
 class EventLog(Protocol):
-    """Read side of the transactional outbox."""
+    """Read side of the transactional outbox, a set of shards (ADR 0010).
 
-    async def read_after(self, position: int, limit: int, *, graph: str | None = None) -> list[LoggedEvent]: ...
+    Each shard is an ordered, gap-free log of its own (positions 1, 2, ...). Every event
+    of a graph lives in the graph's shard, ``shard_of(graph)``: one shard "0" for every
+    graph on SQLite, one shard per graph on DynamoDB (a single global sequence would be
+    one hot item there)."""
 
-    async def head(self) -> int:
-        """The highest position written so far (0 when empty)."""
+    def shard_of(self, graph: str) -> str:
+        """The shard holding the graph's events."""
+
+    async def shards(self) -> list[str]:
+        """Every shard that may hold events, in a stable order."""
+
+    async def read_after(self, shard: str, position: int, limit: int, *,
+                         graph: str | None = None) -> list[LoggedEvent]:
+        """Up to ``limit`` committed events of ``shard`` after ``position``, in order (counted
+        after the ``graph`` filter)."""
+
+    async def heads(self, shards: Sequence[str] | None = None) -> dict[str, int]:
+        """The highest position written in each shard (0 when empty); every shard when None."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from domain.errors import (
     FieldViolation,
@@ -325,29 +325,29 @@ def _evolution_problems(current: Schema, new_nodes: dict[str, NodeType], new_edg
             msg = _stricter_property(old.property_def(p.name), p, name)
             if msg:
                 add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, f"node_types/{name}", msg)
-    for name, old in current.edge_types.items():
-        new = new_edges.get(name)
-        if new is None:
+    for name, old_edge in current.edge_types.items():
+        new_edge = new_edges.get(name)
+        if new_edge is None:
             if type_in_use("edge", name):
                 add(Reason.TYPE_IN_USE, f"edge_types/{name}", f"edge type {name!r} is in use and cannot be removed")
             continue
         subj = f"edge_types/{name}"
-        if (new.source_type, new.target_type) != (old.source_type, old.target_type):
+        if (new_edge.source_type, new_edge.target_type) != (old_edge.source_type, old_edge.target_type):
             add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, f"edge type {name!r} cannot change its endpoint types")
-        if not new.cardinality.at_least_as_loose_as(old.cardinality):
+        if not new_edge.cardinality.at_least_as_loose_as(old_edge.cardinality):
             add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj,
-                f"edge type {name!r} cannot narrow cardinality {old.cardinality.value} -> {new.cardinality.value}")
-        if new.acyclic and not old.acyclic:
+                f"edge type {name!r} cannot narrow cardinality {old_edge.cardinality.value} -> {new_edge.cardinality.value}")
+        if new_edge.acyclic and not old_edge.acyclic:
             add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, f"edge type {name!r} cannot become acyclic")
-        if new.symmetric != old.symmetric:
+        if new_edge.symmetric != old_edge.symmetric:
             add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, f"edge type {name!r} cannot change symmetric")
-        if new.on_delete is OnDelete.RESTRICT and old.on_delete is OnDelete.CASCADE:
+        if new_edge.on_delete is OnDelete.RESTRICT and old_edge.on_delete is OnDelete.CASCADE:
             add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, f"edge type {name!r} cannot change on_delete CASCADE -> RESTRICT")
-        for p in old.properties:
-            if new.property_def(p.name) is None:
+        for p in old_edge.properties:
+            if new_edge.property_def(p.name) is None:
                 add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, f"property {name}.{p.name} cannot be removed")
-        for p in new.properties:
-            msg = _stricter_property(old.property_def(p.name), p, name)
+        for p in new_edge.properties:
+            msg = _stricter_property(old_edge.property_def(p.name), p, name)
             if msg:
                 add(Reason.SCHEMA_CHANGE_NOT_ADDITIVE, subj, msg)
     return problems
@@ -359,7 +359,7 @@ def _prop_to_dict(p: PropertyDef) -> dict[str, object]:
     return {"name": p.name, "kind": p.kind.value, "required": p.required, "indexed": p.indexed, "unique": p.unique}
 
 
-def _prop_from_dict(d: dict) -> PropertyDef:
+def _prop_from_dict(d: dict[str, Any]) -> PropertyDef:
     return PropertyDef(name=d["name"], kind=PropertyKind(d["kind"]), required=bool(d.get("required")),
                        indexed=bool(d.get("indexed")), unique=bool(d.get("unique")))
 
@@ -385,7 +385,7 @@ def schema_to_dict(schema: Schema) -> dict[str, object]:
     }
 
 
-def schema_from_dict(d: dict) -> Schema:
+def schema_from_dict(d: dict[str, Any]) -> Schema:
     nts = [NodeType(name=t["name"], properties=tuple(_prop_from_dict(p) for p in t.get("properties", [])),
                     projected=tuple(t.get("projected", []))) for t in d.get("node_types", [])]
     ets = [EdgeType(name=t["name"], source_type=t["source_type"], target_type=t["target_type"],

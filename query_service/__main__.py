@@ -43,7 +43,7 @@ async def main(settings: Settings) -> None:
         projector_task = asyncio.create_task(app.projector.run(), name="projector")  # type: ignore[attr-defined]
         projector_task.add_done_callback(_report_projector_exit)
     if app.tailer is not None:
-        tailer_task = asyncio.create_task(app.tailer.run(app.progress.advance),  # type: ignore[attr-defined]
+        tailer_task = asyncio.create_task(app.tailer.run(app.progress.advance_all),  # type: ignore[attr-defined]
                                           name="cache-tailer")
         tailer_task.add_done_callback(_report_tailer_exit)
     try:

@@ -67,7 +67,7 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
     elif tailer is not None:  # another process projects: follow its checkpoint, dropping what it changed
         progress = ProjectionProgress(refresh=tailer.sync, poll_interval=poll_interval)
     else:  # another process projects: follow its stored checkpoint
-        progress = ProjectionProgress(refresh=lambda: store.position(PROJECTOR_NAME), poll_interval=poll_interval)
+        progress = ProjectionProgress(refresh=lambda: store.positions(PROJECTOR_NAME), poll_interval=poll_interval)
     projector = Projector(log=event_log, store=store, progress=progress,
                           poll_interval=poll_interval) if projector_enabled else None
     if projector is not None:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
 from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
 from domain.node import Node, node_already_exists, node_not_found
-from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEvent
+from domain.ports import CascadeJob, CommitResult, IdempotencyRecord, LoggedEvent, PendingIdempotencyRecord
 from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import EdgeKey, PropertyValue, encode_value
@@ -88,8 +88,13 @@ class InMemoryWriteStore:
     def event_log(self) -> "InMemoryEventLog":
         return InMemoryEventLog(self)
 
-    async def head(self) -> int:
-        return len(self.log)
+    def shard_head(self, shard: str) -> int:
+        return sum(1 for e in self.log if e.shard == shard)
+
+    async def head(self, graph: str | None = None) -> int:
+        """The head of the graph's shard (the fake shards its log per graph, like DynamoDB);
+        without a graph, how many events the log holds (what tests compare before and after)."""
+        return len(self.log) if graph is None else self.shard_head(graph)
 
     async def purge_idempotency(self, older_than: datetime) -> int:
         async with self.lock:
@@ -103,15 +108,25 @@ class InMemoryWriteStore:
 
 
 class InMemoryEventLog:
+    """One shard per graph (as on DynamoDB), so the app code is tested with many shards."""
+
     def __init__(self, store: InMemoryWriteStore) -> None:
         self._store = store
 
-    async def read_after(self, position: int, limit: int, *, graph: str | None = None) -> list[LoggedEvent]:
-        out = [e for e in self._store.log[position:] if graph is None or e.event.graph == graph]
+    def shard_of(self, graph: str) -> str:
+        return graph
+
+    async def shards(self) -> list[str]:
+        return sorted({e.shard for e in self._store.log})
+
+    async def read_after(self, shard: str, position: int, limit: int, *,
+                         graph: str | None = None) -> list[LoggedEvent]:
+        out = [e for e in self._store.log if e.shard == shard and e.position > position
+               and (graph is None or e.event.graph == graph)]
         return out[:limit]
 
-    async def head(self) -> int:
-        return len(self._store.log)
+    async def heads(self, shards: Sequence[str] | None = None) -> dict[str, int]:
+        return {s: self._store.shard_head(s) for s in (shards if shards is not None else await self.shards())}
 
 
 class _SchemaRepo:
@@ -289,12 +304,12 @@ class _IdempotencyRepo:
     async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
         return self._uow.state.idempotency.get((graph, request_id))
 
-    async def put(self, record: IdempotencyRecord) -> None:
+    async def put(self, record: PendingIdempotencyRecord) -> None:
         key = (record.graph, record.request_id)
-        if key in self._uow.state.idempotency:
+        if key in self._uow.state.idempotency or any((p.graph, p.request_id) == key for p in self._uow.pending):
             raise ValidationFailed("request id already used", reason=Reason.REQUEST_ID_REUSED,
                                    violations=[FieldViolation("request_id", "already used")])
-        self._uow.state.idempotency[key] = record
+        self._uow.pending.append(record)
 
 
 class _CascadeQueue:
@@ -321,6 +336,7 @@ class InMemoryUnitOfWork:
         self._committed = False
         self._aggregates = AggregateTracker()
         self._staged_log: list[LoggedEvent] = []
+        self.pending: list[PendingIdempotencyRecord] = []
         self.schemas = _SchemaRepo(self)
         self.nodes = _NodeRepo(self)
         self.edges = _EdgeRepo(self)
@@ -355,17 +371,21 @@ class InMemoryUnitOfWork:
             self._active = False
             self._store.lock.release()
 
-    async def flush(self) -> CommitResult:
-        if not self._active:
-            raise Internal("the unit of work is not open (use `async with uow:`)")
-        base = len(self._store.log)
+    def _stage_events(self) -> CommitResult:
+        """Positions are allocated here, at commit: per shard (graph), gap-free."""
         known = {e.event.event_id for e in itertools.chain(self._store.log, self._staged_log)}
+        heads: dict[str, int] = {}
         for event in self._aggregates.take_events():
             if event.event_id in known:
                 raise Internal(f"duplicate event id {event.event_id}")
             known.add(event.event_id)
-            self._staged_log.append(LoggedEvent(position=base + len(self._staged_log) + 1, event=event))
-        return CommitResult(positions={"0": base + len(self._staged_log)})
+            shard = event.graph
+            heads[shard] = heads.get(shard, self._store.shard_head(shard)) + 1
+            self._staged_log.append(LoggedEvent(position=heads[shard], event=event, shard=shard))
+        if not heads:  # wrote nothing: name the heads of the graphs it may have read
+            graphs = {p.graph for p in self.pending} or {e.shard for e in self._store.log}
+            heads = {g: self._store.shard_head(g) for g in graphs}
+        return CommitResult(positions=heads)
 
     async def prefetch(self, plan: Any) -> None:
         """Everything is in memory already."""
@@ -373,7 +393,12 @@ class InMemoryUnitOfWork:
             raise Internal("the unit of work is not open (use `async with uow:`)")
 
     async def commit(self) -> CommitResult:
-        result = await self.flush()
+        if not self._active:
+            raise Internal("the unit of work is not open (use `async with uow:`)")
+        result = self._stage_events()
+        for pending in self.pending:
+            self._state.idempotency[(pending.graph, pending.request_id)] = pending.complete(result)
+        self.pending.clear()
         self._store.state = self._state
         self._store.log.extend(self._staged_log)
         self._committed = True
@@ -382,4 +407,5 @@ class InMemoryUnitOfWork:
     async def rollback(self) -> None:
         self._aggregates.discard()
         self._staged_log.clear()
+        self.pending.clear()
         self._state = _State()

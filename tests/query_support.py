@@ -84,8 +84,9 @@ class Events:
                            target=target)
 
 
-def logged(events: list[DomainEvent], start: int = 1) -> list[LoggedEvent]:
-    return [LoggedEvent(position=start + i, event=e) for i, e in enumerate(events)]
+def logged(events: list[DomainEvent], start: int = 1, shard: str = "0") -> list[LoggedEvent]:
+    """The events at positions ``start``, ``start + 1``, ... of ``shard``."""
+    return [LoggedEvent(position=start + i, event=e, shard=shard) for i, e in enumerate(events)]
 
 
 def init_db(path: str) -> None:

@@ -16,23 +16,25 @@ from typing import Any, Callable, Mapping
 
 from domain.errors import DomainError, FieldViolation, Internal, Reason, ValidationFailed
 from domain.events import Causation
-from domain.ports import Clock, IdempotencyRecord, IdGenerator
+from domain.ports import Clock, CommitResult, IdGenerator, PendingIdempotencyRecord
 
 from command_service.app.codec import ResultCodec, fingerprint
 from command_service.app.common import CommandHandler
 from command_service.app.ports import ConsistencyTokens, UnitOfWorkFactory, WriteUnitOfWork
 
-HandlerDecorator = Callable[[CommandHandler], CommandHandler]
+HandlerDecorator = Callable[[CommandHandler[Any, Any]], CommandHandler[Any, Any]]
 
 
 class Idempotent:
     """AIP-155 inside the command's own transaction.
 
     Same (graph, request_id) and same fingerprint: return the stored response, write
-    nothing. Different fingerprint: REQUEST_ID_REUSED. Otherwise run, then store the
-    response (with the token of this very commit) in the same transaction."""
+    nothing. Different fingerprint: REQUEST_ID_REUSED. Otherwise run, then stage the
+    response; ``commit()`` renders it with the token of its own positions and stores it
+    in the same transaction (the token is a pure function of the positions, so the
+    stored response and the one the bus returns carry the same token)."""
 
-    def __init__(self, inner: CommandHandler, codec: ResultCodec, tokens: ConsistencyTokens) -> None:
+    def __init__(self, inner: CommandHandler[Any, Any], codec: ResultCodec, tokens: ConsistencyTokens) -> None:
         self._inner = inner
         self._codec = codec
         self._tokens = tokens
@@ -54,18 +56,21 @@ class Idempotent:
                     metadata={"request_id": request_id, "operation": record.operation})
             return self._codec.decode(record.response)
         result = await self._inner.execute(uow, command, causation)
-        written = await uow.flush()
-        result = dataclasses.replace(result, consistency_token=self._tokens.issue(written.positions))
-        await uow.idempotency.put(IdempotencyRecord(
+        codec, tokens = self._codec, self._tokens
+
+        def render(committed: CommitResult) -> bytes:  # called by commit(), once its positions exist
+            return codec.encode(dataclasses.replace(result, consistency_token=tokens.issue(committed.positions)))
+
+        await uow.idempotency.put(PendingIdempotencyRecord(
             graph=command.graph, request_id=request_id, operation=operation, fingerprint=print_,
-            response=self._codec.encode(result), created_at=causation.occurred_at))
-        return result
+            created_at=causation.occurred_at, render=render))
+        return result  # the bus adds the same token from commit()
 
 
 class Logged:
     """One structured log line per command: operation, graph, outcome, duration."""
 
-    def __init__(self, inner: CommandHandler, logger: logging.Logger | None = None) -> None:
+    def __init__(self, inner: CommandHandler[Any, Any], logger: logging.Logger | None = None) -> None:
         self._inner = inner
         self._log = logger or logging.getLogger("edgewise.commands")
 
@@ -86,7 +91,7 @@ class Logged:
 
 
 class CommandBus:
-    def __init__(self, *, handlers: Mapping[type, CommandHandler], uow_factory: UnitOfWorkFactory, clock: Clock,
+    def __init__(self, *, handlers: Mapping[type, CommandHandler[Any, Any]], uow_factory: UnitOfWorkFactory, clock: Clock,
                  ids: IdGenerator, tokens: ConsistencyTokens,
                  decorators: tuple[HandlerDecorator, ...] = ()) -> None:
         """``decorators`` are applied in order, so the last one is the outermost."""
@@ -94,7 +99,7 @@ class CommandBus:
         self._clock = clock
         self._ids = ids
         self._tokens = tokens
-        self._pipelines: dict[type, CommandHandler] = {}
+        self._pipelines: dict[type, CommandHandler[Any, Any]] = {}
         for command_type, handler in handlers.items():
             for decorate in decorators:
                 handler = decorate(handler)

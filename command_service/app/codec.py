@@ -97,11 +97,11 @@ class ResultCodec:
             data = zlib.decompress(data[1:])
         return self._dec(json.loads(data.decode("utf-8")))
 
-    def _edge_rows(self, results: tuple) -> list | None:
+    def _edge_rows(self, results: tuple[Any, ...]) -> list[list[Any]] | None:
         """A tuple of plain AddEdgeResults (a BatchWrite of edges) as rows
         ``[graph, source, type, target, properties, create_time]``: a fraction of the
         bytes and of the time of one tagged object per result. None: not that shape."""
-        added = self._types.get("AddEdgeResult")
+        added: Any = self._types.get("AddEdgeResult")
         if added is None:
             return None
         rows = []

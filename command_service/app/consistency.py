@@ -3,7 +3,7 @@ write produced. The query side verifies them with the same secret."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 
 class PayloadSigner(Protocol):
@@ -14,5 +14,5 @@ class SignedConsistencyTokens:
     def __init__(self, signer: PayloadSigner) -> None:
         self._signer = signer
 
-    def issue(self, positions: dict[str, int]) -> str:
+    def issue(self, positions: Mapping[str, int]) -> str:
         return self._signer.sign({"p": {str(k): int(v) for k, v in positions.items()}})

@@ -1,16 +1,17 @@
 """Ports the write side needs beyond domain.ports, declared beside the use cases.
 
 ``WriteUnitOfWork`` is the domain ``UnitOfWork`` plus the cascade-job queue (nodes
-tombstoned with more edges than one transaction holds) and ``flush``, which appends
-the events recorded so far inside the open transaction so that the idempotency
-record can carry the consistency token of the very commit it is part of.
+tombstoned with more edges than one transaction holds) and ``prefetch``. There is no
+``flush``: log positions come out of ``commit()`` (a DynamoDB ``TransactWriteItems``
+cannot be flushed half-way), and the idempotency record is completed with them there
+(``PendingIdempotencyRecord``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Self
 
-from domain.ports import CascadeJob, CascadeJobQueue, CommitResult, Prefetch, UnitOfWork
+from domain.ports import CascadeJob, CascadeJobQueue, Positions, Prefetch, UnitOfWork
 
 __all__ = ["CascadeJob", "CascadeJobQueue", "WriteUnitOfWork", "UnitOfWorkFactory", "ConsistencyTokens"]
 
@@ -18,11 +19,7 @@ __all__ = ["CascadeJob", "CascadeJobQueue", "WriteUnitOfWork", "UnitOfWorkFactor
 class WriteUnitOfWork(UnitOfWork, Protocol):
     cascades: CascadeJobQueue
 
-    async def flush(self) -> CommitResult:
-        """Append the events recorded so far to the log (inside the transaction).
-
-        Returns the last position this unit of work has written, or the log head when
-        it wrote none. ``commit`` flushes too and returns the same positions."""
+    async def __aenter__(self) -> Self: ...
 
     async def prefetch(self, plan: Prefetch) -> None:
         """Load what ``plan`` names in a few set-based reads, ahead of the commands that
@@ -34,5 +31,5 @@ class UnitOfWorkFactory(Protocol):
 
 
 class ConsistencyTokens(Protocol):
-    def issue(self, positions: dict[str, int]) -> str:
+    def issue(self, positions: Positions) -> str:
         """An opaque signed token naming the log positions a write produced."""

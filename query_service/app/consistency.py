@@ -1,8 +1,8 @@
 """Read consistency: latest projected state by default, or wait for a position.
 
 ``at_least_token`` carries the log positions a write produced, signed by the
-command side as ``{"p": {"<shard>": position}}``; ``fully_consistent`` waits for
-the event log's current head. Either waits at most the call's remaining deadline
+command side as ``{"p": {"<shard>": position, ...}}``; ``fully_consistent`` waits for
+the current head of the graph's log shard. Either waits at most the call's remaining deadline
 (capped), then fails UNAVAILABLE with RetryInfo.
 """
 
@@ -15,7 +15,6 @@ from domain.errors import FieldViolation, Reason, Unavailable, ValidationFailed
 from domain.ports import EventLog
 from query_service.app.ports import ProjectionProgress, TokenSigner
 
-SHARD = "0"
 MIN_REPLY_MARGIN = 0.05  # seconds
 REPLY_MARGIN_FRACTION = 0.1
 
@@ -38,24 +37,26 @@ class ConsistencyGate:
         self._remaining = time_remaining
         self._max_wait = max_wait
 
-    def required_position(self, token: str, field: str = "consistency.at_least_token") -> int:
+    def required_positions(self, token: str, field: str = "consistency.at_least_token") -> dict[str, int]:
         payload = self._signer.verify(token, field=field, reason=Reason.INVALID_CONSISTENCY_TOKEN)
         positions = payload.get("p") if isinstance(payload, dict) else None
-        value = positions.get(SHARD) if isinstance(positions, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not isinstance(positions, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in positions.items()):
             raise ValidationFailed(f"{field} is not a consistency token this service issued",
                                    reason=Reason.INVALID_CONSISTENCY_TOKEN,
                                    violations=[FieldViolation(field, "not a consistency token")])
-        return value
+        return dict(positions)
 
-    async def ensure(self, consistency: Consistency | None) -> None:
+    async def ensure(self, consistency: Consistency | None, graph: str | None = None) -> None:
+        """``fully_consistent`` waits for the head of the graph's shard (every shard without a graph)."""
         if consistency is None or (not consistency.at_least_token and not consistency.fully_consistent):
             return
         if consistency.at_least_token:
-            required = self.required_position(consistency.at_least_token)
+            required = self.required_positions(consistency.at_least_token)
         else:
-            required = await self._log.head()
-        if self._progress.position() >= required:
+            required = await self._log.heads(None if graph is None else [self._log.shard_of(graph)])
+        if self._progress.reached(required):
             return
         remaining = self._remaining()
         # Give up early enough that UNAVAILABLE (retryable, with RetryInfo) reaches the
@@ -64,8 +65,10 @@ class ConsistencyGate:
         wait = self._max_wait if remaining is None else max(0.0, min(self._max_wait, remaining - margin))
         if await self._progress.wait_for(required, wait):
             return
+        behind = self._progress.behind(required)
+        shard, (want, have) = next(iter(behind.items())) if behind else ("", (0, 0))
         raise Unavailable(
-            f"the read model has not reached position {required} yet (at {self._progress.position()}); retry",
+            f"the read model has not reached position {want} of log shard {shard!r} yet (at {have}); retry",
             reason=Reason.CONSISTENCY_NOT_REACHED, retry_after_seconds=0.2,
-            metadata={"required_position": str(required), "projected_position": str(self._progress.position())},
+            metadata={"shard": shard, "required_position": str(want), "projected_position": str(have)},
         )

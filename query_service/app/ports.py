@@ -7,7 +7,7 @@ a traversal costs O(depth) reads.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
@@ -46,33 +46,61 @@ class ReadModel(Protocol):
         """One adjacency list, newest first (ties by edge type, neighbour), after ``after``.
         Each entry comes with its keyset cursor ``(create_us, edge_type, neighbour)``."""
 
-    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
-                         limit: int) -> list[tuple[tuple, NodeView]]: ...
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple[Any, ...] | None,
+                         limit: int) -> list[tuple[tuple[Any, ...], NodeView]]:
+        """Nodes in ``access``'s order after the keyset cursor ``after``, each with its cursor."""
 
 
 class Checkpoints(Protocol):
-    async def position(self, projector: str) -> int: ...
+    async def positions(self, projector: str) -> dict[str, int]:
+        """The projector's checkpoint in every shard it has applied (absent: 0)."""
+
+
+Applier = Callable[[Any, Sequence[LoggedEvent]], Any]
+"""Decides a batch's read-model changes: ``applier(tx, events)`` against a store's
+``ProjectionTransaction`` view (query_service.projection.apply). It does no I/O of its own,
+so a store can run it wherever it likes: SQLite on its writer thread inside the
+transaction, DynamoDB over items it prefetched in batched reads, before writing the
+result in ``TransactWriteItems``."""
 
 
 class ProjectionStore(Checkpoints, Protocol):
-    """The read model's write side, used only by the projector."""
+    """The read model's write side, used only by the projector (the single writer of a shard)."""
 
-    async def apply(self, projector: str, events: Sequence[LoggedEvent],
-                    change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
-        """In ONE transaction: ``change(tx, events)`` then checkpoint := last position.
-        Returns the new checkpoint."""
+    async def apply(self, projector: str, shard: str, events: Sequence[LoggedEvent], change: Applier) -> int:
+        """Apply the events of ``shard`` that are newer than the shard's checkpoint and move the
+        checkpoint to the last of them, atomically per event (a store that must split a batch
+        does so at event boundaries, each part with its checkpoint). Returns the checkpoint."""
 
-    async def reset(self, projector: str, position: int = 0) -> None: ...
+    async def reset(self, projector: str, positions: Mapping[str, int] | None = None) -> None:
+        """Set the checkpoints (every shard back to 0 when None)."""
+
+
+class ProjectionLease(Protocol):
+    """Exactly one process projects a shard: a lease with an expiry that its holder renews."""
+
+    async def acquire(self, shard: str) -> bool:
+        """Take or renew the lease on ``shard``; True while this process holds it."""
+
+    async def release(self, shard: str) -> None: ...
 
 
 class TokenSigner(Protocol):
-    def sign(self, payload: dict) -> str: ...
+    def sign(self, payload: dict[str, Any]) -> str: ...
 
-    def verify(self, token: str, *, field: str, reason: str) -> dict: ...
+    def verify(self, token: str, *, field: str, reason: str) -> dict[str, Any]: ...
 
 
 class ProjectionProgress(Protocol):
-    def position(self) -> int: ...
+    def position(self, shard: str) -> int: ...
 
-    async def wait_for(self, position: int, timeout: float) -> bool:
-        """True once the projection reached ``position``; False after ``timeout`` seconds."""
+    def positions(self) -> dict[str, int]: ...
+
+    def reached(self, required: Mapping[str, int]) -> bool: ...
+
+    def behind(self, required: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+        """The shards not yet at ``required``: shard -> (required, projected)."""
+
+    async def wait_for(self, required: Mapping[str, int], timeout: float) -> bool:
+        """True once the projection reached every shard's position in ``required``; False
+        after ``timeout`` seconds."""

@@ -10,6 +10,7 @@ type's declaration and the ordering, then bound to the literals of each request.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 from dataclasses import dataclass
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
@@ -82,7 +83,7 @@ def _strip_parens(text: str) -> str:
 
 class QueryPlanner:
     def __init__(self, cache_size: int = 512) -> None:
-        self._cache: OrderedDict[tuple, _Template] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], _Template] = OrderedDict()
         self._size = cache_size
         self.hits = 0
         self.misses = 0
@@ -122,13 +123,13 @@ class QueryPlanner:
             elif term.op != "!=":
                 ranges.setdefault(term.property, []).append(i)
         if best[1] is AccessKind.TYPE_SCAN:
-            for prop, idx in ranges.items():
+            for ranged, idx in ranges.items():
                 cost = COST[AccessKind.INDEX_RANGE]
                 # the range that matches the requested order avoids a sort: prefer it
-                if order_by and order_by[0].property == prop and len(order_by) == 1:
+                if order_by and order_by[0].property == ranged and len(order_by) == 1:
                     cost -= 1
                 if cost < best[0]:
-                    best = (cost, AccessKind.INDEX_RANGE, prop, tuple(idx))
+                    best = (cost, AccessKind.INDEX_RANGE, ranged, tuple(idx))
         _, kind, prop, used = best
         descending = False
         sort = order_by

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from domain.errors import DomainError
 from domain.events import NodeDeleted
 from domain.ports import EventLog, LoggedEvent
-from query_service.app.ports import Checkpoints, ProjectionStore
+from query_service.app.ports import Applier, Checkpoints, ProjectionStore
 from query_service.cache import ReadCache, keys_for
 
 _log = logging.getLogger("edgewise.query.cache")
@@ -91,11 +91,10 @@ class InvalidatingProjectionStore:
     def __getattr__(self, name: str) -> Any:  # ensure_schema and any adapter extras
         return getattr(self._inner, name)
 
-    async def position(self, projector: str) -> int:
-        return await self._inner.position(projector)
+    async def positions(self, projector: str) -> dict[str, int]:
+        return await self._inner.positions(projector)
 
-    async def apply(self, projector: str, events: Sequence[LoggedEvent],
-                    change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
+    async def apply(self, projector: str, shard: str, events: Sequence[LoggedEvent], change: Applier) -> int:
         applied: list[LoggedEvent] = []
         adjacency: dict[tuple[str, str], list] = {}
 
@@ -104,7 +103,7 @@ class InvalidatingProjectionStore:
             return change(_RecordingTransaction(tx, adjacency), fresh)
 
         try:
-            return await self._inner.apply(projector, events, recording)
+            return await self._inner.apply(projector, shard, events, recording)
         except asyncio.CancelledError:
             # the store's thread may still commit after this: nothing cached can be trusted
             self._cache.clear()
@@ -113,8 +112,8 @@ class InvalidatingProjectionStore:
             # on a failure too (a rolled-back batch changed nothing; dropping more is harmless)
             invalidate(self._cache, applied, adjacency)
 
-    async def reset(self, projector: str, position: int = 0) -> None:
-        await self._inner.reset(projector, position)
+    async def reset(self, projector: str, positions: Mapping[str, int] | None = None) -> None:
+        await self._inner.reset(projector, positions)
         self._cache.clear()
 
 
@@ -129,40 +128,42 @@ class CacheTailer:
         self._name = projector_name
         self._batch = batch_size
         self._poll = poll_interval
-        self._position = 0
+        self._positions: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
 
     @property
-    def position(self) -> int:
-        return self._position
+    def positions(self) -> dict[str, int]:
+        return dict(self._positions)
 
-    async def start_position(self) -> int:
-        """Start from the stored checkpoint: the cache is empty, nothing older to drop."""
+    async def start_position(self) -> dict[str, int]:
+        """Start from the stored checkpoints: the cache is empty, nothing older to drop."""
         async with self._lock:
             self._cache.clear()
-            self._position = await self._checkpoints.position(self._name)
-            return self._position
+            self._positions = await self._checkpoints.positions(self._name)
+            return dict(self._positions)
 
-    async def sync(self) -> int:
-        """Drop the entries of every event up to the stored checkpoint; that checkpoint."""
+    async def sync(self) -> dict[str, int]:
+        """Drop the entries of every event up to the stored checkpoints; those checkpoints."""
         async with self._lock:
-            target = await self._checkpoints.position(self._name)
-            if target < self._position:  # the read model was reset under us
+            targets = await self._checkpoints.positions(self._name)
+            if any(targets.get(s, 0) < p for s, p in self._positions.items()):  # the read model was reset
                 self._cache.clear()
-                self._position = target
-                return target
-            while self._position < target:
-                batch = await self._log.read_after(self._position, self._batch)
-                batch = [e for e in batch if e.position <= target]
-                if not batch:  # the log has no events up to the checkpoint: nothing to drop
-                    break
-                invalidate(self._cache, batch)
-                self._position = batch[-1].position
-            self._position = target
-            return target
+                self._positions = dict(targets)
+                return dict(targets)
+            for shard, target in targets.items():
+                position = self._positions.get(shard, 0)
+                while position < target:
+                    batch = await self._log.read_after(shard, position, self._batch)
+                    batch = [e for e in batch if e.position <= target]
+                    if not batch:  # the log has no events up to the checkpoint: nothing to drop
+                        break
+                    invalidate(self._cache, batch)
+                    position = batch[-1].position
+                self._positions[shard] = target
+            return dict(self._positions)
 
-    async def run(self, advance: Callable[[int], None]) -> None:
+    async def run(self, advance: Callable[[Mapping[str, int]], None]) -> None:
         """Follow the checkpoint until ``stop()``, reporting each position reached."""
         while not self._stopping.is_set():
             try:

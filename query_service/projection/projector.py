@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from typing import Callable, Sequence
+
 from domain.errors import DomainError
-from domain.ports import EventLog
-from query_service.app.ports import ProjectionStore
+from domain.ports import EventLog, LoggedEvent
+from query_service.app.ports import ProjectionLease, ProjectionStore
 from query_service.projection.apply import apply_events
 from query_service.projection.progress import ProjectionProgress
 
@@ -28,9 +30,13 @@ PROJECTOR_NAME = "read_model"
 
 
 class Projector:
+    """Projects every shard of the log whose lease this process holds (all of them when
+    there is no lease: one process, or SQLite's single shard)."""
+
     def __init__(self, *, log: EventLog, store: ProjectionStore, progress: ProjectionProgress,
                  name: str = PROJECTOR_NAME, batch_size: int = 2000, poll_interval: float = 0.05,
-                 on_applied=None) -> None:
+                 on_applied: Callable[[Sequence[LoggedEvent]], None] | None = None,
+                 lease: ProjectionLease | None = None) -> None:
         self._log = log
         self._store = store
         self.progress = progress
@@ -40,25 +46,38 @@ class Projector:
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()  # set by stop() and wake(): ends the poll pause early
         self._on_applied = on_applied  # e.g. cache invalidation: called with the batch
+        self._lease = lease
         self.batches_applied = 0
 
-    async def start_position(self) -> int:
-        position = await self._store.position(self.name)
-        self.progress.advance(position)
-        return position
+    async def start_position(self) -> dict[str, int]:
+        positions = await self._store.positions(self.name)
+        self.progress.advance_all(positions)
+        return positions
+
+    async def _owned_shards(self) -> list[str]:
+        shards = await self._log.shards()
+        if self._lease is None:
+            return shards
+        return [s for s in shards if await self._lease.acquire(s)]
 
     async def run_once(self) -> int:
-        """Apply one batch if there is one; returns how many events it held."""
-        position = await self._store.position(self.name)
-        self.progress.advance(position)
-        batch = await self._log.read_after(position, self._batch_size)
+        """Apply one batch of each shard that has one; returns how many events they held."""
+        positions = await self._store.positions(self.name)
+        self.progress.advance_all(positions)
+        total = 0
+        for shard in await self._owned_shards():
+            total += await self._apply_shard(shard, positions.get(shard, 0))
+        return total
+
+    async def _apply_shard(self, shard: str, position: int) -> int:
+        batch = await self._log.read_after(shard, position, self._batch_size)
         if not batch:
             return 0
-        new_position = await self._store.apply(self.name, batch, apply_events)
+        new_position = await self._store.apply(self.name, shard, batch, apply_events)
         self.batches_applied += 1
         if self._on_applied is not None:  # before the progress moves: a waiting reader must see its effect
             self._on_applied(batch)
-        self.progress.advance(new_position)
+        self.progress.advance(shard, new_position)
         return len(batch)
 
     async def catch_up(self) -> int:
@@ -85,6 +104,12 @@ class Projector:
                 except asyncio.TimeoutError:
                     pass
                 self._wakeup.clear()
+        if self._lease is not None:
+            for shard in await self._log.shards():
+                try:
+                    await self._lease.release(shard)
+                except DomainError:
+                    pass  # it expires on its own
 
     def wake(self) -> None:
         """Poll now: a reader waits for a position the projection has not reached."""

@@ -29,6 +29,9 @@ class InMemoryWriteStoreFixture(WriteStoreFixture):
 
 
 class InMemoryReadModelFixture(ReadModelFixture):
+    def shard_of(self, graph: str) -> str:
+        return graph  # as tests.fakes.InMemoryEventLog (and DynamoDB) shard the log
+
     @pytest.fixture
     async def adapters(self):
         rm = InMemoryReadModel()
@@ -38,6 +41,9 @@ class InMemoryReadModelFixture(ReadModelFixture):
 class CachingInMemoryReadModelFixture(ReadModelFixture):
     """The read cache over the in-memory read model: a roomy cache, and a tiny one that evicts
     all the time (both must answer exactly as the bare adapter)."""
+
+    def shard_of(self, graph: str) -> str:
+        return graph
 
     @pytest.fixture(params=[8 << 20, 3000], ids=["roomy", "tiny"])
     async def adapters(self, request):

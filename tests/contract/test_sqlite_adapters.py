@@ -3,7 +3,7 @@
 import pytest
 
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
-from infrastructure.persistence.sqlite.event_log import SqliteEventLog
+from infrastructure.persistence.sqlite.event_log import SHARD, SqliteEventLog
 from infrastructure.persistence.sqlite.read_model import (
     HEAD_MIN,
     READ_MODEL_DDL,
@@ -54,6 +54,9 @@ async def _sqlite_read_side(path: str):
 
 
 class SqliteReadModelFixture(ReadModelFixture):
+    def shard_of(self, graph: str) -> str:
+        return SHARD
+
     @pytest.fixture
     async def adapters(self, tmp_path):
         writer, readers = await _sqlite_read_side(str(tmp_path / "rm.db"))
@@ -64,6 +67,9 @@ class SqliteReadModelFixture(ReadModelFixture):
 
 class CachingSqliteReadModelFixture(ReadModelFixture):
     """The read cache (as the query service composes it) over the SQLite read model."""
+
+    def shard_of(self, graph: str) -> str:
+        return SHARD
 
     @pytest.fixture
     async def adapters(self, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from domain.edge import Direction
 from domain.views import AdjacencyKey
+from infrastructure.persistence.sqlite.event_log import SHARD
 from infrastructure.persistence.sqlite.read_model import READ_MODEL_DDL, SqliteProjectionStore, SqliteReadModel
 from query_service.projection.apply import apply_events
 from tests.query_support import Events, logged
@@ -132,9 +133,9 @@ async def test_sqlite_projection_batches_its_statements(tmp_path):
     ev = Events()
     links = [ev.link(f"u{i}", f"u{(i * 7 + j) % 50}") for i in range(50) for j in range(1, 5)]
     store = SqliteProjectionStore(_CountingConnection(conn))
-    await store.apply("p", logged([ev.schema(), *[ev.create(f"u{i}") for i in range(50)]]), apply_events)
+    await store.apply("p", SHARD, logged([ev.schema(), *[ev.create(f"u{i}") for i in range(50)]]), apply_events)
     statements.clear()
-    await store.apply("p", logged(links, start=52), apply_events)
+    await store.apply("p", SHARD, logged(links, start=52), apply_events)
     # per edge its two adjacency rows; per list changed one counter row and one id-chunk row (the
     # chunk heads are read set-based); per endpoint one metadata read; a few for the transaction
     lists = {(e.source, "OUT") for e in links} | {(e.target, "IN") for e in links}

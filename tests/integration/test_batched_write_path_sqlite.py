@@ -12,6 +12,7 @@ from command_service.app.commands.remove_edge import RemoveEdge
 from command_service.app.commands.update_node import UpdateNode
 from domain.edge import Direction
 from domain.errors import AlreadyExists, Reason, RuleViolated
+from infrastructure.persistence.sqlite.event_log import SHARD
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
 from tests.command_samples import GRAPH, edge, group, user, seeded_write_app
 
@@ -139,7 +140,7 @@ async def test_event_payloads_leave_out_the_columns_and_full_legacy_payloads_sti
                      "occurred_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      ("legacy-1", GRAPH, "EdgeAdded", "u7/follows/u8", 1, at.isoformat(),
                       json.dumps(event_to_dict(legacy))))
-    logged = await store.event_log().read_after(await store.head() - 2, 10)
+    logged = await store.event_log().read_after(SHARD, await store.head() - 2, 10)
     assert logged[0].event.aggregate_id == "u5/follows/u6" and logged[0].event.event_id
     assert logged[-1].event == legacy
 

@@ -10,6 +10,7 @@ import pytest
 
 from command_service.app.commands.batch_write import BatchWrite
 from domain.errors import DomainError, Reason, RuleViolated
+from infrastructure.persistence.sqlite.event_log import SHARD
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
 from tests.command_samples import GRAPH, edge, seeded_write_app
 
@@ -89,7 +90,7 @@ async def test_a_failing_batch_in_a_group_changes_nothing_and_the_others_commit(
     assert trace.count("COMMIT") == 1 and any(s.startswith("ROLLBACK TO") for s in trace)
     edges = stored_edges(tmp_path)
     assert len(edges) == 30 and not {e for e in edges if e[0] == "u90"}
-    events = await store.event_log().read_after(head, 1000)
+    events = await store.event_log().read_after(SHARD, head, 1000)
     assert len(events) == 30 and all(e.event.request_id != rid(99) for e in events)
     # the failed batch left no idempotency record: a retry runs it again
     retry = await app.dispatch(BatchWrite(graph=GRAPH, request_id=rid(99), operations=(

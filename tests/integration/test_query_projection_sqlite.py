@@ -9,6 +9,7 @@ import pytest
 from domain.edge import Direction
 from domain.errors import Reason, Unavailable
 from infrastructure.config import Settings
+from infrastructure.persistence.sqlite.event_log import SHARD
 from infrastructure.persistence.sqlite.read_model import SqliteProjectionStore
 from infrastructure.persistence.sqlite.connection import SqliteConnection
 from infrastructure.tokens import TokenSigner
@@ -51,10 +52,10 @@ async def test_replaying_the_log_from_zero_changes_nothing(app):
     first = dump(app.path)
     assert first["rm_adjacency"] and first["rm_node_index"]
     store = app.projector._store
-    await store.reset(PROJECTOR_NAME, 0)
+    await store.reset(PROJECTOR_NAME)
     await app.projector.catch_up()
     assert dump(app.path) == first
-    await store.reset(PROJECTOR_NAME, 7)  # and from the middle
+    await store.reset(PROJECTOR_NAME, {SHARD: 7})  # and from the middle
     await app.projector.catch_up()
     assert dump(app.path) == first
 
@@ -88,8 +89,8 @@ async def test_checkpoint_commits_with_the_batch(tmp_path):
         raise RuntimeError("crash mid-batch")
 
     with pytest.raises(RuntimeError):
-        await store.apply(PROJECTOR_NAME, logged([ev.schema(), ev.create("a"), ev.create("b")]), half_then_fail)
-    assert await store.position(PROJECTOR_NAME) == 0
+        await store.apply(PROJECTOR_NAME, SHARD, logged([ev.schema(), ev.create("a"), ev.create("b")]), half_then_fail)
+    assert await store.positions(PROJECTOR_NAME) == {}
     assert dump(path)["rm_nodes"] == [] and dump(path)["rm_schemas"] == []
     await writer.close()
 

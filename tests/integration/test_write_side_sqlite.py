@@ -12,6 +12,7 @@ from command_service.bootstrap import build_for_tests
 from domain.edge import Direction
 from domain.errors import Reason, RuleViolated
 from domain.node import Node
+from infrastructure.persistence.sqlite.event_log import SHARD
 from infrastructure.persistence.sqlite.write_store import SqliteWriteStore
 from tests.command_samples import GRAPH, apply_sample_schema, edge, group, user
 from tests.contract.suites.write_fixtures import causation
@@ -63,7 +64,7 @@ async def test_a_failing_batch_leaves_neither_state_nor_events(app, store):
     assert err.value.reason == Reason.CYCLE_DETECTED
     assert not await node_exists(store, "a") and not await node_exists(store, "b")
     assert await store.head() == head
-    assert await store.event_log().read_after(head, 10) == []
+    assert await store.event_log().read_after(SHARD, head, 10) == []
 
 
 async def test_concurrent_many_to_one_edges_exactly_one_wins(app, store):
@@ -117,7 +118,7 @@ async def test_a_large_cascade_is_tombstoned_then_removed_in_the_background(app,
             break
         await asyncio.sleep(0.01)
     assert await remaining() == 0
-    removed = [e for e in await store.event_log().read_after(0, 10_000) if e.event.type == "EdgeRemoved"]
+    removed = [e for e in await store.event_log().read_after(SHARD, 0, 10_000) if e.event.type == "EdgeRemoved"]
     assert len(removed) == 2 * n  # every stored entry (each friendship is mirrored)
 
 

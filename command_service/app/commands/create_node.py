@@ -47,7 +47,7 @@ class CreateNodeHandler:
         nt = schema.node_types.get(command.type)
         for prop in nt.unique_properties if nt is not None else ():
             if prop.name in command.properties:
-                reads.unique_values.append((command.graph, nt.name, prop.name, command.properties[prop.name]))
+                reads.unique_values.append((command.graph, command.type, prop.name, command.properties[prop.name]))
         return command
 
     async def execute(self, uow: WriteUnitOfWork, command: CreateNode, causation: Causation,

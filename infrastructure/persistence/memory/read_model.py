@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
@@ -46,7 +46,7 @@ class _State:
     index: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)  # (graph, node) -> {prop: value}
     index_type: dict[tuple[str, str], str] = field(default_factory=dict)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checkpoints: dict[str, int] = field(default_factory=dict)
+    checkpoints: dict[tuple[str, str], int] = field(default_factory=dict)  # (projector, shard)
 
 
 def _us(value: datetime) -> int:
@@ -148,23 +148,26 @@ class InMemoryReadModel:
     async def ensure_schema(self) -> None:
         return None
 
-    async def position(self, projector: str) -> int:
-        return self._s.checkpoints.get(projector, 0)
+    async def positions(self, projector: str) -> dict[str, int]:
+        return {s: p for (name, s), p in self._s.checkpoints.items() if name == projector}
 
-    async def apply(self, projector: str, events: Sequence[LoggedEvent],
+    async def apply(self, projector: str, shard: str, events: Sequence[LoggedEvent],
                     change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
-        current = self._s.checkpoints.get(projector, 0)
+        current = self._s.checkpoints.get((projector, shard), 0)
         fresh = [e for e in events if e.position > current]
         if not fresh:
             return current
         work = copy.deepcopy(self._s)  # all or nothing, like a transaction
         change(_Tx(work), fresh)
-        work.checkpoints[projector] = fresh[-1].position
+        work.checkpoints[(projector, shard)] = fresh[-1].position
         self._s = work
         return fresh[-1].position
 
-    async def reset(self, projector: str, position: int = 0) -> None:
-        self._s.checkpoints[projector] = position
+    async def reset(self, projector: str, positions: Mapping[str, int] | None = None) -> None:
+        for key in [k for k in self._s.checkpoints if k[0] == projector]:
+            del self._s.checkpoints[key]
+        for shard, position in (positions or {}).items():
+            self._s.checkpoints[(projector, shard)] = position
 
     # --- ReadModel ------------------------------------------------------------------
     def _view(self, graph: str, node_id: str) -> NodeView | None:

@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import fields
 from functools import lru_cache
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
 from domain.events import DomainEvent, EdgeAdded, EdgeRemoved, event_from_dict
 from domain.ports import LoggedEvent
@@ -27,6 +27,7 @@ from domain.values import encode_properties
 from infrastructure.persistence.sqlite.statements import insert_rows
 
 SHARD = "0"  # SQLite has a single, totally ordered log
+T = TypeVar("T")
 
 EVENT_LOG_DDL = """
 CREATE TABLE IF NOT EXISTS event_log (
@@ -148,17 +149,29 @@ def head_sync(conn: sqlite3.Connection) -> int:
 
 
 class _Runner(Protocol):
-    async def run(self, fn): ...  # SqliteConnection or SqliteReaderPool
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...  # SqliteConnection or SqliteReaderPool
 
 
 class SqliteEventLog:
-    """EventLog port over any SQLite connection or reader pool."""
+    """EventLog port over any SQLite connection or reader pool: one shard, "0"."""
 
     def __init__(self, db: _Runner) -> None:
         self._db = db
 
-    async def read_after(self, position: int, limit: int, *, graph: str | None = None) -> list[LoggedEvent]:
+    def shard_of(self, graph: str) -> str:
+        return SHARD
+
+    async def shards(self) -> list[str]:
+        return [SHARD]
+
+    async def read_after(self, shard: str, position: int, limit: int, *,
+                         graph: str | None = None) -> list[LoggedEvent]:
+        if shard != SHARD:
+            return []
         return await self._db.run(lambda c: read_after_sync(c, position, limit, graph))
 
-    async def head(self) -> int:
-        return await self._db.run(head_sync)
+    async def heads(self, shards: Sequence[str] | None = None) -> dict[str, int]:
+        if shards is not None and SHARD not in shards:
+            return {s: 0 for s in shards}
+        head = await self._db.run(head_sync)
+        return {SHARD: head} if shards is None else {s: head if s == SHARD else 0 for s in shards}

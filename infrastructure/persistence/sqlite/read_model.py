@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
 from domain.schema import Schema, schema_from_dict
 from domain.values import PropertyValue, epoch_micros, from_epoch_micros, properties_from_json, properties_json
 from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
+from domain.errors import Internal
+from infrastructure.persistence.sqlite.event_log import SHARD
 
 # The read model's table layout. A file projected under another layout is rebuilt from the
 # event log at start-up (``prepare_read_model``): the read model is derived data.
@@ -773,16 +775,19 @@ class SqliteProjectionStore:
     async def ensure_schema(self) -> None:
         await self._db.run(prepare_read_model)
 
-    async def position(self, projector: str) -> int:
-        def q(c: sqlite3.Connection) -> int:
+    async def positions(self, projector: str) -> dict[str, int]:
+        """SQLite has one log shard: the checkpoint row is the projector's position in it."""
+        def q(c: sqlite3.Connection) -> dict[str, int]:
             row = c.execute("SELECT position FROM rm_checkpoints WHERE projector = ?", (projector,)).fetchone()
-            return int(row["position"]) if row else 0
+            return {SHARD: int(row["position"])} if row else {}
         return await self._db.run(q)
 
-    async def apply(self, projector: str, events: Sequence[LoggedEvent],
+    async def apply(self, projector: str, shard: str, events: Sequence[LoggedEvent],
                     change: Callable[[Any, Sequence[LoggedEvent]], Any]) -> int:
+        if shard != SHARD:
+            raise Internal(f"SQLite has one log shard, {SHARD!r}; asked to apply {shard!r}")
         if not events:
-            return await self.position(projector)
+            return (await self.positions(projector)).get(SHARD, 0)
         last = events[-1].position
 
         def txn(c: sqlite3.Connection) -> int:
@@ -804,7 +809,8 @@ class SqliteProjectionStore:
                 raise
         return await self._db.run(txn)
 
-    async def reset(self, projector: str, position: int = 0) -> None:
+    async def reset(self, projector: str, positions: Mapping[str, int] | None = None) -> None:
+        position = (positions or {}).get(SHARD, 0)
         await self._db.run(lambda c: c.execute(
             "INSERT INTO rm_checkpoints (projector, position) VALUES (?, ?) ON CONFLICT (projector) "
             "DO UPDATE SET position = excluded.position", (projector, position)))

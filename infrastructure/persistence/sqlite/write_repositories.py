@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
 from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
 from domain.node import Node, node_already_exists, node_not_found
-from domain.ports import CascadeJob, IdempotencyRecord, Prefetch
+from domain.ports import CascadeJob, IdempotencyRecord, PendingIdempotencyRecord, Prefetch
 from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_from_dict, schema_to_dict
 from domain.values import (
@@ -595,8 +595,8 @@ class SqliteEdgeRepository:
 class SqliteIdempotencyStore:
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
         self._uow = uow
-        self._records: dict[tuple[str, str], IdempotencyRecord | None] = {}
-        self._pending: list[tuple] = []
+        self._records: dict[tuple[str, str], IdempotencyRecord | PendingIdempotencyRecord | None] = {}
+        self._pending: list[PendingIdempotencyRecord] = []
 
     async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
         self._uow.ensure_open()
@@ -609,27 +609,28 @@ class SqliteIdempotencyStore:
                 graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
                 fingerprint=row["fingerprint"], response=bytes(row["response"]),
                 created_at=from_epoch_micros(row["created_at"]))
-        return self._records[key]
+        record = self._records[key]
+        return record if isinstance(record, IdempotencyRecord) else None
 
-    async def put(self, record: IdempotencyRecord) -> None:
-        if await self.get(record.graph, record.request_id) is not None:
+    async def put(self, record: PendingIdempotencyRecord) -> None:
+        key = (record.graph, record.request_id)
+        if await self.get(*key) is not None or self._records.get(key) is not None:
             raise ValidationFailed(
                 f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
                 violations=[FieldViolation("request_id", "already used for another request")])
-        self._records[(record.graph, record.request_id)] = record
-        self._pending.append((record.graph, record.request_id, record.operation, record.fingerprint,
-                              sqlite3.Binary(record.response), epoch_micros(record.created_at)))
+        self._records[key] = record
+        self._pending.append(record)
 
-    def drain(self) -> Write | None:
-        if not self._pending:
-            return None
-        rows, self._pending = self._pending, []
+    def take_pending(self) -> list[PendingIdempotencyRecord]:
+        """The staged records, for the commit to complete with its positions and write."""
+        pending, self._pending = self._pending, []
+        return pending
 
-        def write(c: sqlite3.Connection) -> None:
-            insert_rows(c, "INSERT INTO idempotency (graph, request_id, operation, fingerprint, response, created_at)",
-                        6, rows)
 
-        return write
+def insert_idempotency(c: sqlite3.Connection, records: Sequence[IdempotencyRecord]) -> None:
+    insert_rows(c, "INSERT INTO idempotency (graph, request_id, operation, fingerprint, response, created_at)", 6,
+                [(r.graph, r.request_id, r.operation, r.fingerprint, sqlite3.Binary(r.response),
+                  epoch_micros(r.created_at)) for r in records])
 
 
 class SqliteCascadeJobQueue:

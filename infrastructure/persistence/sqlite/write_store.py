@@ -38,6 +38,7 @@ from infrastructure.persistence.sqlite.write_repositories import (
     SqliteNodeRepository,
     SqliteSchemaRepository,
     Write,
+    insert_idempotency,
 )
 from infrastructure.persistence.sqlite.write_schema import DDL
 from infrastructure.persistence.tracking import AggregateTracker
@@ -305,7 +306,6 @@ class SqliteUnitOfWork:
         self._settled = False  # its changes belong to the group now: nothing to roll back
         self._locked = False
         self._aggregates = AggregateTracker()
-        self._last_position = 0
         self.node_cache = store.node_cache
         self.schemas = SqliteSchemaRepository(self)
         self.nodes = SqliteNodeRepository(self)
@@ -367,7 +367,7 @@ class SqliteUnitOfWork:
         self._aggregates.track(aggregate)
 
     def _drain(self) -> list[Write]:
-        drained = (self.nodes.drain(), self.edges.drain(), self.idempotency.drain())
+        drained = (self.nodes.drain(), self.edges.drain())
         return [w for w in drained if w is not None]
 
     # --- WriteUnitOfWork ------------------------------------------------------------------
@@ -401,37 +401,32 @@ class SqliteUnitOfWork:
             self._locked = False
             self._store._lock.release()
 
-    async def _write(self, *, commit: bool) -> CommitResult:
+    async def _commit(self) -> CommitResult:
         writes = self._drain()
         events = self._aggregates.take_events()
-        known = self._last_position
-        # committing: COMMIT now, unless others wait for the lock (they join this
-        # transaction and the last of them COMMITs); a SAVEPOINT is released either way
-        end = None
-        if commit:
-            end = "DEFER" if self._store._others_waiting() else "COMMIT"
-        joined = self._joined
+        pending = self.idempotency.take_pending()
+        # COMMIT now, unless others wait for the lock (they join this transaction and the
+        # last of them COMMITs); a SAVEPOINT is released either way
+        end = "DEFER" if self._store._others_waiting() else "COMMIT"
 
-        def _apply(c: sqlite3.Connection) -> tuple[int, int]:
+        def _apply(c: sqlite3.Connection) -> int:
             for write in writes:
                 write(c)
-            last = append_events(c, events) if events else 0
-            position = last or known or head_sync(c)
-            if end is not None and joined:
+            position = (append_events(c, events) if events else 0) or head_sync(c)
+            if pending:  # their responses carry this commit's token: render them now
+                committed = CommitResult(positions={SHARD: position})
+                insert_idempotency(c, [p.complete(committed) for p in pending])
+            if self._joined:  # set by run() before this runs
                 c.execute(f"RELEASE {_SAVEPOINT}")
             if end == "COMMIT":
                 self._commit_sent = True
                 c.execute("COMMIT")
-            return position, last
+            return position
 
         if end == "COMMIT":
             self._committing = True
-        position, last = await self.run(_apply)
-        if last:
-            self._last_position = last
+        position = await self.run(_apply)
         result = CommitResult(positions={SHARD: position})
-        if end is None:
-            return result
         store = self._store
         group = store._group
         assert group is not None
@@ -447,12 +442,9 @@ class SqliteUnitOfWork:
         await waiter
         return result
 
-    async def flush(self) -> CommitResult:
-        return await self._write(commit=False)
-
     async def commit(self) -> CommitResult:
         try:
-            result = await self._write(commit=True)
+            result = await self._commit()
         except BaseException as exc:
             uncertain = self._commit_sent or isinstance(exc, asyncio.CancelledError)
             if self._committing and not self._settled and uncertain:
@@ -473,6 +465,7 @@ class SqliteUnitOfWork:
         self._settled = True
         self._aggregates.discard()
         self._drain()
+        self.idempotency.take_pending()
         if not self._begun:
             return
         store = self._store

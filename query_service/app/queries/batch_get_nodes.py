@@ -33,7 +33,7 @@ class BatchGetNodesHandler:
                                    reason=Reason.BATCH_TOO_LARGE,
                                    violations=[FieldViolation("names", f"must hold at most {MAX_BATCH} names")],
                                    metadata={"limit": str(MAX_BATCH)})
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         found = await self._rm.get_nodes(query.graph, list(query.node_ids),
                                          properties=query.detail is Detail.FULL) if query.node_ids else {}
         missing = [i for i in dict.fromkeys(query.node_ids) if i not in found]

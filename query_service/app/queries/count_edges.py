@@ -34,7 +34,7 @@ class CountEdgesHandler:
 
     async def __call__(self, query: CountEdges) -> int:
         require_one_direction(query.direction)
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         count = await self._rm.count_edges(query.graph, query.node_id, query.edge_type, query.direction)
         if count == 0 and not await self._rm.get_nodes(query.graph, [query.node_id], properties=False):
             raise node_not_found(query.graph, [query.node_id])  # as GetNode: no such node is not "0 edges"

@@ -71,7 +71,7 @@ class FindPathHandler:
             raise ValidationFailed("max_depth must not be negative", reason=Reason.INVALID_ARGUMENT,
                                    violations=[FieldViolation("max_depth", "must be >= 0")])
         max_depth = DEFAULT_MAX_DEPTH if query.max_depth == 0 else min(query.max_depth, MAX_DEPTH)
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         loaders = self.last_loaders = RequestLoaders(self._rm, query.graph)
         if query.source == query.target:
             await self._require_ends(loaders, query)

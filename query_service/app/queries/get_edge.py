@@ -28,7 +28,7 @@ class GetEdgeHandler:
         self._gate = gate
 
     async def __call__(self, query: GetEdge) -> EdgeView:
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         edge = await self._rm.get_edge(query.graph, query.source, query.edge_type, query.target)
         if edge is None:
             key = EdgeKey(query.graph, query.source, query.edge_type, query.target)

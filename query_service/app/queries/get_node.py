@@ -33,7 +33,7 @@ class GetNodeHandler:
         self._gate = gate
 
     async def __call__(self, query: GetNode) -> NodeView:
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         found = await self._rm.get_nodes(query.graph, [query.node_id])
         view = found.get(query.node_id)
         if view is None:

@@ -21,5 +21,5 @@ class GetSchemaHandler:
         self._gate = gate
 
     async def __call__(self, query: GetSchema) -> Schema:
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         return await self._rm.get_schema(query.graph) or Schema(graph=query.graph)

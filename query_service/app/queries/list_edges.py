@@ -57,7 +57,7 @@ class ListEdgesHandler:
                   "edge_type": query.edge_type, "after": _us(query.created_after),
                   "before": _us(query.created_before)}  # include_neighbors shapes the page, not the result set
         cursor = self._tokens.read(query.page_token, "ListEdges", params)
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         after = (int(cursor[0]), str(cursor[1]), str(cursor[2])) if cursor else None
         rows = await self._rm.list_adjacency(
             query.graph, AdjacencyKey(query.node_id, query.direction, query.edge_type or None), limit=size + 1,

@@ -11,6 +11,7 @@ to ``max_sort_rows``; past that the call is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
 from domain.schema import Schema
@@ -49,7 +50,7 @@ class NodePage:
 def _sorted(views: list[NodeView], keys: tuple[OrderKey, ...]) -> list[NodeView]:
     out = sorted(views, key=lambda v: v.id)
     for key in reversed(keys):  # stable sorts, least significant key first; missing values last
-        def k(v: NodeView, p: str = key.property, desc: bool = key.descending) -> tuple:
+        def k(v: NodeView, p: str = key.property, desc: bool = key.descending) -> tuple[Any, ...]:
             raw = v.properties.get(p)
             value = None if raw is None else sortable(raw)
             return (value is not None, value) if desc else (value is None, value)
@@ -70,7 +71,7 @@ class ListNodesHandler:
     async def __call__(self, query: ListNodes) -> NodePage:
         size = page_size(query.page_size)
         params = {"graph": query.graph, "type": query.node_type, "filter": query.filter, "order_by": query.order_by}
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         schema = await self._rm.get_schema(query.graph) or Schema(graph=query.graph)
         node_type = schema.node_type(query.node_type, "type")
         spec = parse_filter(query.filter, node_type)
@@ -87,11 +88,11 @@ class ListNodesHandler:
             nodes, token = await self._keyset_page(query, plan, size, params, cursor)
         return NodePage(nodes=nodes, next_page_token=token, plan=plan.explain() if query.explain else "")
 
-    async def _keyset_page(self, query: ListNodes, plan: Plan, size: int, params: dict,
-                           cursor: list | None) -> tuple[list[NodeView], str]:
+    async def _keyset_page(self, query: ListNodes, plan: Plan, size: int, params: dict[str, Any],
+                           cursor: list[Any] | None) -> tuple[list[NodeView], str]:
         after = tuple(cursor) if cursor else None
         out: list[NodeView] = []
-        last_key: tuple | None = None
+        last_key: tuple[Any, ...] | None = None
         scanned = 0
         chunk = max(size + 1, 100)
         while True:
@@ -113,8 +114,8 @@ class ListNodesHandler:
             if chunk < MAX_SCAN_CHUNK:
                 chunk = min(chunk * 2, MAX_SCAN_CHUNK)
 
-    async def _sorted_page(self, query: ListNodes, plan: Plan, size: int, params: dict,
-                           cursor: list | None) -> tuple[list[NodeView], str]:
+    async def _sorted_page(self, query: ListNodes, plan: Plan, size: int, params: dict[str, Any],
+                           cursor: list[Any] | None) -> tuple[list[NodeView], str]:
         matches: list[NodeView] = []
         after = None
         scanned = 0

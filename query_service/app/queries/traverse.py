@@ -12,7 +12,7 @@ Budgets cut the walk short with ``truncated`` and the first reason recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from domain.edge import Direction
 from domain.errors import FieldViolation, Reason, ValidationFailed
@@ -113,7 +113,7 @@ class TraverseHandler:
         steps = list(query.steps)
         if steps[-1].repeat:
             steps += [steps[-1]] * max(0, max_depth - len(steps))
-        await self._gate.ensure(query.consistency)
+        await self._gate.ensure(query.consistency, query.graph)
         schema = await self._rm.get_schema(query.graph) or Schema(graph=query.graph)
         filters = self._compile(schema, steps)
         walk = _Walk(query, steps, filters, max_depth, max_nodes, fanout, self._remaining)
@@ -271,6 +271,6 @@ class _Walk:
         return [EdgeView(self.q.graph, s, t, d, {}, None) for s, t, d in triples]
 
 
-def _fingerprint(result: TraversalResult) -> tuple:
+def _fingerprint(result: TraversalResult) -> tuple[Any, ...]:
     return (tuple(result.node_ids), tuple((e.source, e.type, e.target) for e in result.edges),
             result.truncated, result.truncated_reason)

@@ -35,8 +35,10 @@ class WatchEventsHandler:
         return self._stream(query.graph, query.after_position, size)
 
     async def _stream(self, graph: str, position: int, size: int) -> AsyncIterator[LoggedEvent]:
+        # A graph's events all live in one log shard, so one position is the whole cursor.
+        shard = self._log.shard_of(graph)
         while True:
-            batch = await self._log.read_after(position, size, graph=graph)
+            batch = await self._log.read_after(shard, position, size, graph=graph)
             for logged in batch:
                 position = logged.position
                 yield logged

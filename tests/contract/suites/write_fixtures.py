@@ -5,6 +5,10 @@ Each suite inherits ``WriteStoreFixture``; an adapter supplies a mixin that impl
 ``purge_idempotency()``, ``close()``) and may override the ``event_log`` fixture with
 the reader its query side really uses. An adapter test module then only says e.g.
 ``class TestSqliteNodeRepository(SqliteWriteStoreFixture, NodeRepositoryContract): pass``.
+
+The suites are engine-neutral: a log shard is always found with ``shard_of(graph)``
+(SQLite has one, "0"; the fake and DynamoDB one per graph), and positions are compared
+per shard.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 from domain.edge import Edge
 from domain.events import Causation
 from domain.node import Node
+from domain.ports import LoggedEvent
 from domain.schema import Schema
 from tests.command_samples import BORN, EDGE_TYPES, GRAPH, NODE_TYPES
 
@@ -79,3 +84,16 @@ class WriteStoreFixture:
                             schema=await uow.schemas.get(GRAPH), causation=causation(at))
             await uow.edges.add(e)
             await uow.commit()
+
+    @staticmethod
+    async def shard_head(store, graph: str = GRAPH) -> int:
+        """The head of the log shard that holds ``graph``'s events (read outside a unit of work)."""
+        log = store.event_log()
+        shard = log.shard_of(graph)
+        return (await log.heads([shard]))[shard]
+
+    @staticmethod
+    async def graph_events(store, graph: str = GRAPH, after: int = 0) -> list[LoggedEvent]:
+        """``graph``'s committed events after ``after`` in its shard, in order."""
+        log = store.event_log()
+        return await log.read_after(log.shard_of(graph), after, 10_000, graph=graph)

@@ -26,7 +26,7 @@ async def test_apply_schema_creates_version_1_and_logs_schema_applied(app, store
     result = await app.dispatch(apply_sample_schema())
     assert result.schema.version == 1 and set(result.schema.node_types) == {"User", "Badge", "Group"}
     assert store.log[-1].event.type == "SchemaApplied"
-    assert positions(result.consistency_token) == {"0": len(store.log)}
+    assert positions(result.consistency_token) == {GRAPH: 1}  # the fake shards its log per graph
 
 
 async def test_apply_schema_with_a_stale_version_is_aborted(graph_app):
@@ -66,19 +66,20 @@ async def test_apply_schema_with_an_invalid_graph_id_is_invalid(app):
 
 
 async def test_write_results_carry_the_last_position_they_wrote(graph_app, store):
+    await graph_app.dispatch(apply_sample_schema(graph="other"))  # another graph's shard is not named
     result = await graph_app.dispatch(user("a"))
-    assert positions(result.consistency_token) == {"0": len(store.log)}
+    assert positions(result.consistency_token) == {GRAPH: await store.head(GRAPH)} == {GRAPH: 2}
 
 
 async def test_a_retry_with_the_same_request_id_returns_the_first_response_and_writes_nothing(graph_app, store):
     first = await graph_app.dispatch(CreateNode(graph=GRAPH, type="User", properties={"name": "A"}, request_id=RID))
-    head = await store.head()
+    head = await store.head(GRAPH)
     await graph_app.dispatch(user("other"))  # the log moves on
     retry = await graph_app.dispatch(CreateNode(graph=GRAPH, type="User", properties={"name": "A"}, request_id=RID,
                                                 meta=CommandMeta(correlation_id="another-call")))
     assert retry == first
     assert retry.consistency_token == first.consistency_token
-    assert positions(retry.consistency_token) == {"0": head}
+    assert positions(retry.consistency_token) == {GRAPH: head}
     assert len([n for n in store.state.nodes.values() if n.properties.get("name") == "A"]) == 1
 
 

@@ -1,3 +1,5 @@
+from typing import Callable, Sequence
+
 import pytest
 
 from domain.ports import LoggedEvent
@@ -7,23 +9,44 @@ from query_service.bootstrap import build_application
 from tests.query_support import SECRET, Events
 
 
-class ListEventLog:
-    """EventLog port over a list (positions 1..n)."""
+def per_graph(graph: str) -> str:
+    return graph
 
-    def __init__(self) -> None:
+
+class ListEventLog:
+    """EventLog port over a list. Sharded per graph by default (shard id == graph, positions
+    1, 2, ... per graph), as on DynamoDB, so the query side is tested with many shards;
+    ``shard_of=lambda g: "0"`` gives SQLite's single shard."""
+
+    def __init__(self, shard_of: Callable[[str], str] = per_graph) -> None:
         self.items: list[LoggedEvent] = []
+        self._shard_of = shard_of
+
+    def shard_of(self, graph: str) -> str:
+        return self._shard_of(graph)
+
+    def head(self, shard: str) -> int:
+        return sum(1 for e in self.items if e.shard == shard)
 
     def append(self, *events) -> int:
+        """Append; the position of the last event in its shard."""
+        position = 0
         for e in events:
-            self.items.append(LoggedEvent(position=len(self.items) + 1, event=e))
-        return len(self.items)
+            shard = self.shard_of(e.graph)
+            position = self.head(shard) + 1
+            self.items.append(LoggedEvent(position=position, event=e, shard=shard))
+        return position
 
-    async def read_after(self, position, limit, *, graph=None):
-        out = [e for e in self.items if e.position > position and (graph is None or e.event.graph == graph)]
+    async def shards(self) -> list[str]:
+        return sorted({e.shard for e in self.items})
+
+    async def read_after(self, shard, position, limit, *, graph=None):
+        out = [e for e in self.items if e.shard == shard and e.position > position
+               and (graph is None or e.event.graph == graph)]
         return out[:limit]
 
-    async def head(self):
-        return len(self.items)
+    async def heads(self, shards: Sequence[str] | None = None) -> dict[str, int]:
+        return {s: self.head(s) for s in (shards if shards is not None else await self.shards())}
 
 
 class World:
@@ -41,13 +64,15 @@ class World:
         self.q = self.app.queries
 
     async def write(self, *events) -> int:
-        """Append and project (as the in-process projector would)."""
+        """Append and project (as the in-process projector would); the last event's position
+        in its shard."""
         pos = self.log.append(*events)
         await self.app.projector.catch_up()
         return pos
 
-    def token(self, position: int) -> str:
-        return self.signer.sign({"p": {"0": position}})
+    def token(self, position: int, graph: str = "g") -> str:
+        """A token for ``position`` in the shard of ``graph``."""
+        return self.signer.sign({"p": {self.log.shard_of(graph): position}})
 
 
 @pytest.fixture

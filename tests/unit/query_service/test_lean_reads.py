@@ -15,7 +15,7 @@ from domain.edge import Direction
 from domain.errors import NotFound
 from domain.views import Detail
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
-from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL
+from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, SHARD
 from infrastructure.persistence.sqlite.read_model import (
     HEAD_MAX,
     READ_MODEL_DDL,
@@ -28,13 +28,15 @@ from query_service.app.queries.find_path import FindPath
 from query_service.app.queries.traverse import Traverse, TraversalBudget, TraversalStep
 from query_service.bootstrap import build_application
 from tests.query_support import SECRET
-from tests.unit.query_service.conftest import World
+from tests.unit.query_service.conftest import ListEventLog, World
 
 
 class SqliteWorld(World):
-    """The same world over a SQLite read model (the event log stays a list)."""
+    """The same world over a SQLite read model (the event log stays a list, with SQLite's
+    single shard)."""
 
     async def open(self, path: str) -> "SqliteWorld":
+        self.log = ListEventLog(shard_of=lambda graph: SHARD)
         self.writer = await SqliteConnection(path, name="test-rm-writer").open()
         await self.writer.execute_script(EVENT_LOG_DDL + READ_MODEL_DDL)
         self.readers = await SqliteReaderPool(path, size=2).open()

@@ -140,7 +140,7 @@ async def test_deleted_and_updated_nodes_leave_the_indexes(world):
 
 async def test_consistency_tokens(world):
     await people(world, 1)
-    head = await world.log.head()
+    head = world.log.head(world.log.shard_of("g"))
     await world.q.get_node(GetNode("g", "u00", Consistency(at_least_token=world.token(head))))
     with pytest.raises(ValidationFailed) as err:
         await world.q.get_node(GetNode("g", "u00", Consistency(at_least_token=world.token(head) + "x")))

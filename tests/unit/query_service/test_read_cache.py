@@ -162,8 +162,8 @@ async def test_a_traversal_level_reads_only_the_missing_lists_in_one_call():
     rm, cache = Recording(), ReadCache(8 << 20)
     caching = CachingReadModel(rm, cache, head_size=1001)
     ev = Events()
-    await rm.apply("p", logged([ev.schema(), *[ev.create(n) for n in "abc"], ev.link("a", "b"), ev.link("c", "b")]),
-                   apply_events)
+    await rm.apply("p", "g", logged([ev.schema(), *[ev.create(n) for n in "abc"], ev.link("a", "b"),
+                                     ev.link("c", "b")], shard="g"), apply_events)
     keys = [AdjacencyKey(n, OUT, "follows") for n in "abc"]
     await caching.neighbour_ids("g", keys[:1], 10)
     got = await caching.neighbour_ids("g", keys, 10)
@@ -190,11 +190,11 @@ async def test_a_reader_that_read_before_an_invalidation_does_not_insert_after_i
     caching = CachingReadModel(rm, cache, head_size=1001)
     store = InvalidatingProjectionStore(rm, cache)
     ev = Events()
-    await store.apply("p", logged([ev.schema(), ev.create("a", age=1)]), apply_events)
+    await store.apply("p", "g", logged([ev.schema(), ev.create("a", age=1)], shard="g"), apply_events)
     rm.gate = asyncio.Event()
     reader = asyncio.create_task(caching.get_nodes("g", ["a"]))
     await rm.read_done.wait()  # the reader holds the old state
-    await store.apply("p", logged([ev.update("a", age=2)], start=3), apply_events)
+    await store.apply("p", "g", logged([ev.update("a", age=2)], start=3, shard="g"), apply_events)
     rm.gate.set()
     assert (await reader)["a"].properties == {"age": 1}  # what it read, but ...
     rm.gate = None
@@ -207,10 +207,10 @@ async def test_the_projector_invalidates_before_the_progress_moves():
     seen = []
 
     class Watching(ProjectionProgress):
-        def advance(self, position):
-            if position > self.position():
+        def advance(self, shard, position):
+            if position > self.position(shard):
                 seen.append((position, ("g", "n", "a") in cache._entries))
-            super().advance(position)
+            super().advance(shard, position)
 
     cache = ReadCache(8 << 20)
     w = World(cache=cache)
@@ -280,7 +280,8 @@ class TwoProcesses:
         return position
 
     async def get(self, node_id, position=None):
-        consistency = Consistency(at_least_token=self.signer.sign({"p": {"0": position}})) if position else None
+        token = self.signer.sign({"p": {self.log.shard_of("g"): position}}) if position else None
+        consistency = Consistency(at_least_token=token) if token else None
         return await self.replica.queries.get_node(GetNode("g", node_id, consistency))
 
 
@@ -292,7 +293,7 @@ async def test_a_replica_that_does_not_project_tails_the_log_to_invalidate():
     position = await p.write(p.ev.update("a", age=2))
     assert (await p.get("a", position)).properties == {"age": 2}  # the token waits for the tailer
     await p.write(p.ev.update("a", age=3))
-    task = asyncio.create_task(p.replica.tailer.run(p.replica.progress.advance))
+    task = asyncio.create_task(p.replica.tailer.run(p.replica.progress.advance_all))
     try:
         for _ in range(100):  # the background tailer catches up without any token
             if (await p.get("a")).properties == {"age": 3}:
@@ -311,10 +312,10 @@ async def test_the_tailer_never_drops_ahead_of_the_checkpoint():
     await p.replica.tailer.start_position()
     await p.write(p.ev.schema(), p.ev.create("a", age=1))
     p.log.append(p.ev.update("a", age=2))  # in the log, not projected
-    assert await p.replica.tailer.sync() == 2
+    assert await p.replica.tailer.sync() == {"g": 2}
     assert (await p.get("a")).properties == {"age": 1}
     await p.projecting.projector.catch_up()
-    assert await p.replica.tailer.sync() == 3
+    assert await p.replica.tailer.sync() == {"g": 3}
     assert (await p.get("a")).properties == {"age": 2}
 
 

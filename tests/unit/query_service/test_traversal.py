@@ -159,7 +159,7 @@ async def test_find_path_depth_limit_and_missing(world):
 
 
 class _Latest:
-    async def ensure(self, consistency):
+    async def ensure(self, consistency, graph=None):
         return None
 
 
