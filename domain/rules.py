@@ -18,7 +18,8 @@ from domain.values import PropertyValue
 
 
 class BusinessRule(Protocol):
-    reason: str
+    @property
+    def reason(self) -> str: ...  # read-only, so frozen dataclass rules conform
 
     def is_broken(self) -> bool: ...
 
