@@ -39,7 +39,7 @@ def command_handlers(ids: IdGenerator, limits: TransactionLimits) -> dict[type, 
         CreateNode: CreateNodeHandler(ids),
         UpdateNode: UpdateNodeHandler(),
         DeleteNode: DeleteNodeHandler(limits),
-        AddEdge: AddEdgeHandler(),
+        AddEdge: AddEdgeHandler(limits),
         RemoveEdge: RemoveEdgeHandler(),
     }
     return {
