@@ -39,7 +39,7 @@ def command_handlers(ids: IdGenerator, limits: TransactionLimits) -> dict[type, 
         CreateNode: CreateNodeHandler(ids),
         UpdateNode: UpdateNodeHandler(),
         DeleteNode: DeleteNodeHandler(limits),
-        AddEdge: AddEdgeHandler(),
+        AddEdge: AddEdgeHandler(limits),
         RemoveEdge: RemoveEdgeHandler(),
     }
     return {
@@ -90,7 +90,8 @@ def build_application(*, store: Any, clock: Clock, ids: IdGenerator, signer: Tok
 async def bootstrap(settings: Settings) -> CommandApplication:
     store = await SqliteWriteStore.open(settings.db_path)
     return build_application(store=store, clock=SystemClock(), ids=Uuid4Ids(),
-                             signer=TokenSigner(settings.token_secret))
+                             signer=TokenSigner(settings.token_secret),
+                             limits=TransactionLimits(max_cycle_check_nodes=settings.cycle_check_max_nodes))
 
 
 def build_for_tests(store: Any, *, clock: Clock | None = None, ids: IdGenerator | None = None,

@@ -83,8 +83,34 @@ class EdgeRepository(Protocol):
                             edge_type: str | None = None, limit: int = 1000) -> list[Edge]:
         """Edges touching the node, newest first. ``Direction.BOTH`` lists OUT then IN."""
 
-    async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
-        """Whether following OUT edges of ``edge_type`` leads from ``from_id`` to ``to_id``."""
+    async def out_neighbours(self, graph: str, edge_type: str, node_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The targets of the OUT edges of ``edge_type`` leaving each of ``node_ids``, as
+        this unit of work sees them: edges it added or removed count, written or not.
+
+        ONE storage round for the whole frontier, whatever its size (SQLite: one
+        ``source IN (...)`` read; an engine without multi-key queries issues its reads
+        concurrently). A node without such edges may be left out of the answer. The
+        acyclicity check (``command_service.app.acyclicity``) walks the graph with it,
+        one call per level, so it needs no recursive query from the engine."""
+
+    async def topology_version(self, graph: str, edge_type: str) -> int:
+        """The topology version of (graph, edge type): 0 until an edge of an acyclic type
+        was first added. It is the version stored when this unit of work first read it
+        (or the ``expected`` it bumped with): its own pending bump is not visible.
+
+        Invariant 3 under concurrent writers: a write that adds an edge of an acyclic
+        type reads this BEFORE its cycle check and calls ``bump_topology`` with it, so
+        two writes that each saw no cycle cannot both commit a cycle between them."""
+
+    def bump_topology(self, graph: str, edge_type: str, expected: int) -> None:
+        """Stage ``version := expected + 1`` for (graph, edge type), applied atomically
+        with the unit of work's other changes on condition that the stored version still
+        is ``expected`` (SQLite: a conditional UPDATE in the transaction; DynamoDB: a
+        condition expression in TransactWriteItems). If it is not, the commit fails with
+        VersionConflict (TOPOLOGY_VERSION_CONFLICT, ABORTED: retry the command) and writes
+        nothing. Costs no storage call. At most one bump per (graph, edge type) per unit
+        of work: another call with the same ``expected`` is a no-op, with a different one
+        a VersionConflict. Removing edges needs no bump (a removal cannot close a cycle)."""
 
     async def count_of_type(self, graph: str, edge_type: str) -> int: ...
 

@@ -18,7 +18,8 @@ from domain.values import PropertyValue
 
 
 class BusinessRule(Protocol):
-    reason: str
+    @property
+    def reason(self) -> str: ...  # read-only, so frozen dataclass rules conform
 
     def is_broken(self) -> bool: ...
 
@@ -143,6 +144,29 @@ class NoCycle:
 
 
 @dataclass(frozen=True)
+class CycleCheckWithinBound:
+    """Invariant 3 is never answered wrongly: a cycle check that would visit more than
+    ``max_visited`` nodes refuses the write instead of guessing (FAILED_PRECONDITION)."""
+
+    edge_type_name: str
+    visited: int
+    max_visited: int
+    reason: str = Reason.CYCLE_CHECK_TOO_LARGE
+
+    def is_broken(self) -> bool:
+        return self.visited > self.max_visited
+
+    @property
+    def message(self) -> str:
+        return (f"the cycle check for acyclic edge type {self.edge_type_name!r} would visit more than "
+                f"{self.max_visited} nodes; the edge is refused rather than risk a cycle")
+
+    @property
+    def subject(self) -> str:
+        return self.edge_type_name
+
+
+@dataclass(frozen=True)
 class UniqueValueFree:
     """Invariant 5: unique properties are unique per (graph, node type)."""
 
@@ -195,5 +219,5 @@ def needs_mirror(edge_type: EdgeType) -> bool:
 
 __all__ = [
     "BusinessRule", "check_rule", "EndpointExists", "EndpointHasType", "CardinalityRespected", "NoCycle",
-    "UniqueValueFree", "NoRestrictingEdges", "needs_mirror", "Cardinality",
+    "CycleCheckWithinBound", "UniqueValueFree", "NoRestrictingEdges", "needs_mirror", "Cardinality",
 ]

@@ -14,6 +14,7 @@ DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_READ_CACHE_MB = 1024
+DEFAULT_CYCLE_CHECK_MAX_NODES = 100_000
 MAX_READ_CACHE_MB = 1 << 20  # 1 TiB: a typo guard, not a sizing hint
 MIN_TOKEN_SECRET_BYTES = 16
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -49,6 +50,9 @@ class Settings:
     # Prometheus /metrics on 127.0.0.1:<port> beside the gRPC port; 0 = off. One port per
     # process: a launcher running several processes gives each its own.
     metrics_port: int = 0
+    # the most nodes one acyclicity check may visit; past it the edge is refused
+    # (FAILED_PRECONDITION, CYCLE_CHECK_TOO_LARGE) rather than checked without a bound
+    cycle_check_max_nodes: int = DEFAULT_CYCLE_CHECK_MAX_NODES
 
     def __repr__(self) -> str:  # never print the secret
         return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
@@ -57,6 +61,7 @@ class Settings:
                 f"projector_poll_interval_ms={self.projector_poll_interval_ms!r}, "
                 f"traverse_engine={self.traverse_engine!r}, "
                 f"read_cache_mb={self.read_cache_mb!r}, metrics_port={self.metrics_port!r}, "
+                f"cycle_check_max_nodes={self.cycle_check_max_nodes!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -119,6 +124,11 @@ class Settings:
         if not 0 <= metrics_port <= 65535:
             problems.append(f"EDGEWISE_METRICS_PORT must be a port number (0 = off), got {metrics_text!r}")
 
+        cycle_text = get("EDGEWISE_CYCLE_CHECK_MAX_NODES") or str(DEFAULT_CYCLE_CHECK_MAX_NODES)
+        cycle_max = int(cycle_text) if cycle_text.isdigit() else 0
+        if cycle_max <= 0:
+            problems.append(f"EDGEWISE_CYCLE_CHECK_MAX_NODES must be a positive integer, got {cycle_text!r}")
+
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -132,4 +142,5 @@ class Settings:
             traverse_engine=engine,
             read_cache_mb=cache_mb,
             metrics_port=metrics_port,
+            cycle_check_max_nodes=cycle_max,
         )

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import itertools
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -74,6 +73,7 @@ class _State:
     claims: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
     cascades: dict[tuple[str, str], CascadeJob] = field(default_factory=dict)
+    topology: dict[tuple[str, str], int] = field(default_factory=dict)  # (graph, edge type) -> version
 
 
 class InMemoryWriteStore:
@@ -81,6 +81,7 @@ class InMemoryWriteStore:
         self.state = _State()
         self.log: list[LoggedEvent] = []
         self.lock = asyncio.Lock()
+        self.out_neighbour_calls = 0  # storage rounds cycle checks cost (tests)
 
     def unit_of_work(self) -> "InMemoryUnitOfWork":
         return InMemoryUnitOfWork(self)
@@ -216,6 +217,8 @@ class _NodeRepo:
 class _EdgeRepo:
     def __init__(self, uow: "InMemoryUnitOfWork") -> None:
         self._uow = uow
+        self._topology: dict[tuple[str, str], int] = {}  # as first read (or bumped from) here
+        self.topology_bumps: dict[tuple[str, str], int] = {}  # -> expected, checked at commit
 
     def _bump(self, graph: str, node: str, edge_type: str, direction: str, delta: int) -> None:
         key = (graph, node, edge_type, direction)
@@ -281,17 +284,41 @@ class _EdgeRepo:
             self._uow.track(edge)
         return copies
 
-    async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
-        seen, queue = {from_id}, deque([from_id])
-        while queue:
-            current = queue.popleft()
-            if current == to_id:
-                return True
-            for key in self._uow.state.edges:
-                if key.graph == graph and key.type == edge_type and key.source == current and key.target not in seen:
-                    seen.add(key.target)
-                    queue.append(key.target)
-        return False
+    async def out_neighbours(self, graph: str, edge_type: str, node_ids: Sequence[str]) -> dict[str, list[str]]:
+        self._uow.store.out_neighbour_calls += 1
+        wanted = set(node_ids)
+        out: dict[str, list[str]] = {}
+        for key in self._uow.state.edges:
+            if key.graph == graph and key.type == edge_type and key.source in wanted:
+                out.setdefault(key.source, []).append(key.target)
+        return out
+
+    async def topology_version(self, graph: str, edge_type: str) -> int:
+        key = (graph, edge_type)
+        if key not in self._topology:
+            self._topology[key] = self._uow.state.topology.get(key, 0)
+        return self._topology[key]
+
+    def bump_topology(self, graph: str, edge_type: str, expected: int) -> None:
+        _ = self._uow.state  # raises outside ``async with``, like every other call
+        key = (graph, edge_type)
+        staged = self.topology_bumps.setdefault(key, expected)
+        if staged != expected:
+            raise VersionConflict(f"topology of {edge_type!r} bumped from {staged}, not {expected}",
+                                  reason=Reason.TOPOLOGY_VERSION_CONFLICT)
+        self._topology.setdefault(key, expected)
+
+    def apply_topology_bumps(self, committed: _State) -> None:
+        """At commit: each bump's condition against the committed state (what another
+        unit of work may have changed meanwhile), then the bumps into this one's copy."""
+        for key, expected in self.topology_bumps.items():
+            current = committed.topology.get(key, 0)
+            if current != expected:
+                raise VersionConflict(f"topology of {key[1]!r} in graph {key[0]!r} is at version {current}, "
+                                      f"expected {expected}", reason=Reason.TOPOLOGY_VERSION_CONFLICT,
+                                      metadata={"current_version": str(current), "expected_version": str(expected)})
+        for key, expected in self.topology_bumps.items():
+            self._uow.state.topology[key] = expected + 1
 
     async def count_of_type(self, graph: str, edge_type: str) -> int:
         return sum(1 for k in self._uow.state.edges if k.graph == graph and k.type == edge_type)
@@ -330,6 +357,7 @@ class _CascadeQueue:
 class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryWriteStore) -> None:
         self._store = store
+        self.store = store  # public for the repositories' diagnostics counters
         self._state: _State = _State()
         self._active = False
         self._used = False
@@ -395,6 +423,7 @@ class InMemoryUnitOfWork:
     async def commit(self) -> CommitResult:
         if not self._active:
             raise Internal("the unit of work is not open (use `async with uow:`)")
+        self.edges.apply_topology_bumps(self._store.state)
         result = self._stage_events()
         for pending in self.pending:
             self._state.idempotency[(pending.graph, pending.request_id)] = pending.complete(result)

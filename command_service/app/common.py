@@ -13,6 +13,7 @@ from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema
 from domain.values import GRAPH_RESOURCE_TYPE, NodeRef, PropertyValue, check_graph_id
 
+from command_service.app.acyclicity import DEFAULT_MAX_VISITED
 from command_service.app.ports import WriteUnitOfWork
 
 # One transaction adds or removes at most this many edge entries (mirrors and
@@ -34,6 +35,8 @@ class CommandMeta:
 class TransactionLimits:
     max_edges_per_transaction: int = MAX_EDGES_PER_TRANSACTION
     max_batch_operations: int = MAX_BATCH_OPERATIONS
+    # the most nodes one acyclicity check may visit before the write is refused
+    max_cycle_check_nodes: int = DEFAULT_MAX_VISITED
 
 
 class WriteBudget:

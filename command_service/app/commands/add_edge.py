@@ -1,4 +1,8 @@
-"""AddEdge: endpoints, cardinality, acyclicity and symmetry, checked in the transaction."""
+"""AddEdge: endpoints, cardinality, acyclicity and symmetry, checked in the transaction.
+
+Acyclicity is a bounded BFS over ``EdgeRepository.out_neighbours`` (one storage round
+per level) guarded by the (graph, edge type) topology version, so that it holds on an
+engine without recursive queries and under concurrent writers (``app.acyclicity``)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from domain.rules import CardinalityRespected, EndpointExists, EndpointHasType, 
 from domain.schema import Cardinality, EdgeType, Schema
 from domain.values import EdgeKey, NodeRef, PropertyValue
 
-from command_service.app.common import CommandMeta, WriteBudget, require_schema
+from command_service.app.acyclicity import guard_topology, reaches
+from command_service.app.common import CommandMeta, TransactionLimits, WriteBudget, require_schema
 from command_service.app.ports import WriteUnitOfWork
 
 
@@ -45,6 +50,9 @@ async def _check_cardinality(uow: WriteUnitOfWork, et: EdgeType, graph: str, sou
 class AddEdgeHandler:
     command_type = AddEdge
     result_type = AddEdgeResult
+
+    def __init__(self, limits: TransactionLimits = TransactionLimits()) -> None:
+        self._max_cycle_check_nodes = limits.max_cycle_check_nodes
 
     def plan(self, command: AddEdge, schema: Schema, reads: Prefetch) -> AddEdge:
         """Name what ``execute`` reads (for a batch's prefetch): the endpoints, the key
@@ -93,7 +101,10 @@ class AddEdgeHandler:
             if mirrored:
                 await _check_cardinality(uow, et, graph, command.target, command.source)
         if et.acyclic:
-            closes = await uow.edges.reaches(graph, et.name, command.target, command.source)
+            # the version first: a topology change committed after this read fails our commit
+            await guard_topology(uow.edges, graph, et.name)
+            closes = await reaches(uow.edges, graph, et.name, command.target, command.source,
+                                   max_visited=self._max_cycle_check_nodes)
             check_rule(NoCycle(et, source.name, target.name, closes))
         if budget is not None:
             budget.spend(2 if mirrored else 1, f"adding edge {key.id}")

@@ -8,8 +8,8 @@ is buffered; the unit of work writes every buffered change with one multi-row
 statement per table, in the same thread hop as the events and the COMMIT.
 A key nobody loaded yet is read on demand (one small statement), and
 ``SqliteUnitOfWork.prefetch`` loads a whole batch's keys in a few set-based reads.
-Queries that are not key lookups (listings, reachability, counts per type) first
-write what is buffered, so they always see the transaction's own changes.
+Queries that are not key lookups (listings, out-neighbours of a frontier, counts per
+type) first write what is buffered, so they always see the transaction's own changes.
 
 sqlite3 integrity errors are translated into domain errors at this boundary;
 nothing from sqlite3 escapes.
@@ -38,7 +38,7 @@ from domain.values import (
     properties_json,
 )
 
-from infrastructure.persistence.sqlite.statements import insert_rows, select_keys
+from infrastructure.persistence.sqlite.statements import ROWS_PER_STATEMENT, insert_rows, select_keys
 from infrastructure.persistence.tracking import NodeIdentityMap
 
 if TYPE_CHECKING:
@@ -401,6 +401,10 @@ class SqliteEdgeRepository:
         self._deltas: Counter[tuple[str, str, str, str]] = Counter()  # counter -> buffered change
         self._last_time: Any = None
         self._last_micros = 0
+        # (graph, edge type) -> topology version as first read (or bumped from) here
+        self._topology: dict[tuple[str, str], int] = {}
+        self._topology_bumps: dict[tuple[str, str], int] = {}  # -> expected, for the whole unit of work
+        self._topology_pending: list[tuple[str, str, int]] = []  # bumps not written yet
 
     # --- loading ------------------------------------------------------------------------
     def _load_many(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
@@ -531,13 +535,48 @@ class SqliteEdgeRepository:
             edges.append(edge)
         return edges
 
-    async def reaches(self, graph: str, edge_type: str, from_id: str, to_id: str) -> bool:
-        # UNION (not UNION ALL) de-duplicates, so the walk terminates on any graph.
-        sql = ("WITH RECURSIVE walk(node) AS (SELECT ? UNION "
-               "SELECT e.target FROM edges e JOIN walk w ON e.graph = ? AND e.type = ? AND e.source = w.node) "
-               "SELECT 1 FROM walk WHERE node = ? LIMIT 1")
-        row = await self._uow.run_flushed(lambda c: c.execute(sql, (from_id, graph, edge_type, to_id)).fetchone())
-        return row is not None
+    async def out_neighbours(self, graph: str, edge_type: str, node_ids: Sequence[str]) -> dict[str, list[str]]:
+        """One hop (with what is buffered written first): a ``source IN (...)`` primary-key
+        search per 500 frontier nodes, all in the same statement batch."""
+        self._uow.ensure_open()
+        sources = list(dict.fromkeys(node_ids))
+        if not sources:
+            return {}
+
+        def _select(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for i in range(0, len(sources), ROWS_PER_STATEMENT):
+                chunk = sources[i:i + ROWS_PER_STATEMENT]
+                rows.extend(c.execute(
+                    f"SELECT source, target FROM edges WHERE graph = ? AND source IN ({','.join('?' * len(chunk))}) "
+                    "AND type = ?", (graph, *chunk, edge_type)).fetchall())
+            return rows
+
+        out: dict[str, list[str]] = {}
+        for source, target in await self._uow.run_flushed(_select):
+            out.setdefault(source, []).append(target)
+        return out
+
+    async def topology_version(self, graph: str, edge_type: str) -> int:
+        self._uow.ensure_open()
+        key = (graph, edge_type)
+        if key not in self._topology:
+            row = await self._uow.run(lambda c: c.execute(
+                "SELECT version FROM topology_versions WHERE graph = ? AND edge_type = ?", key).fetchone())
+            self._topology.setdefault(key, int(row[0]) if row else 0)
+        return self._topology[key]
+
+    def bump_topology(self, graph: str, edge_type: str, expected: int) -> None:
+        self._uow.ensure_open()
+        key = (graph, edge_type)
+        staged = self._topology_bumps.get(key)
+        if staged is not None:
+            if staged != expected:
+                raise _topology_conflict(graph, edge_type, staged, expected)
+            return
+        self._topology_bumps[key] = expected
+        self._topology.setdefault(key, expected)
+        self._topology_pending.append((graph, edge_type, expected))
 
     async def count_of_type(self, graph: str, edge_type: str) -> int:
         row = await self._uow.run_flushed(lambda c: c.execute(
@@ -549,7 +588,8 @@ class SqliteEdgeRepository:
     def drain(self) -> Write | None:
         """Take the buffered changes as one function that writes them (multi-row statements)."""
         deltas = {k: d for k, d in self._deltas.items() if d}
-        if not self._writes and not deltas:
+        topology, self._topology_pending = self._topology_pending, []
+        if not self._writes and not deltas and not topology:
             self._deltas.clear()
             return None
         deletes = [k for k, (first, _) in self._writes.items() if first == "delete"]
@@ -568,6 +608,8 @@ class SqliteEdgeRepository:
         self._deltas = Counter()
 
         def write(c: sqlite3.Connection) -> None:
+            for graph, edge_type, expected in topology:
+                _bump_topology(c, graph, edge_type, expected)
             if deletes:
                 cur = c.executemany("DELETE FROM edges WHERE graph = ? AND source = ? AND type = ? AND target = ?",
                                     deletes)
@@ -588,6 +630,31 @@ class SqliteEdgeRepository:
                               "AND direction = ? AND count = 0", [k for _, *k in drops])
 
         return write
+
+
+def _bump_topology(c: sqlite3.Connection, graph: str, edge_type: str, expected: int) -> None:
+    """``version := expected + 1`` if the stored version is ``expected`` (no row: 0).
+    SQLite's single writer makes a mismatch impossible in practice, but the condition
+    is checked all the same, as DynamoDB's condition expression checks it."""
+    if expected == 0:
+        cur = c.execute("INSERT INTO topology_versions (graph, edge_type, version) VALUES (?, ?, 1) "
+                        "ON CONFLICT (graph, edge_type) DO NOTHING", (graph, edge_type))
+    else:
+        cur = c.execute("UPDATE topology_versions SET version = version + 1 "
+                        "WHERE graph = ? AND edge_type = ? AND version = ?", (graph, edge_type, expected))
+    if cur.rowcount != 1:
+        row = c.execute("SELECT version FROM topology_versions WHERE graph = ? AND edge_type = ?",
+                        (graph, edge_type)).fetchone()
+        raise _topology_conflict(graph, edge_type, int(row[0]) if row else 0, expected)
+
+
+def _topology_conflict(graph: str, edge_type: str, current: int, expected: int) -> VersionConflict:
+    return VersionConflict(
+        f"edges of acyclic type {edge_type!r} in graph {graph!r} changed concurrently (topology version "
+        f"{current}, expected {expected}); nothing was written, retry",
+        reason=Reason.TOPOLOGY_VERSION_CONFLICT,
+        metadata={"graph": graph, "edge_type": edge_type, "current_version": str(current),
+                  "expected_version": str(expected)})
 
 
 # --- idempotency & cascade jobs -------------------------------------------------------

@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS edge_counters (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edge_counters_by_type ON edge_counters (graph, type, direction);
 
+-- Invariant 3 under concurrent writers: every transaction that adds an edge of an
+-- acyclic type bumps its (graph, edge type) row, conditional on the version it read
+-- before its cycle check. No row: version 0.
+CREATE TABLE IF NOT EXISTS topology_versions (
+    graph       TEXT    NOT NULL,
+    edge_type   TEXT    NOT NULL,
+    version     INTEGER NOT NULL CHECK (version > 0),
+    PRIMARY KEY (graph, edge_type)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS unique_claims (
     graph       TEXT    NOT NULL,
     node_type   TEXT    NOT NULL,

@@ -1,20 +1,24 @@
-"""Contract of domain.ports.EdgeRepository: counters, listing, reachability, remove_many."""
+"""Contract of domain.ports.EdgeRepository: counters, listing, out-neighbours of a frontier,
+topology versions, remove_many."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from domain.edge import Direction, Edge
-from domain.errors import AlreadyExists, NotFound, Reason
+from domain.errors import AlreadyExists, Internal, NotFound, Reason, VersionConflict
 from domain.values import EdgeKey
 from tests.command_samples import GRAPH
-from tests.contract.suites.write_fixtures import T0, WriteStoreFixture, causation
+
+OTHER = "other"
+from tests.contract.suites.write_fixtures import T0, WriteStoreFixture, causation, schema
 
 
-class EdgeRepositoryContract(WriteStoreFixture):
-    async def test_edges_counters_listing_and_reachability(self, store):
+class EdgeBasicsContract(WriteStoreFixture):
+    async def test_edges_counters_and_listing(self, store):
         for n in ("a", "b", "c"):
             await self.add_node(store, n)
         await self.add_edge(store, "a", "manages", "b", T0)
@@ -34,10 +38,6 @@ class EdgeRepositoryContract(WriteStoreFixture):
             assert [(e.source, e.target) for e in both] == [("b", "c"), ("a", "b")]  # OUT then IN
             assert len(await uow.edges.list_for_node(GRAPH, "a", Direction.OUT, limit=1)) == 1
             assert [e.type for e in await uow.edges.list_for_node(GRAPH, "a", Direction.OUT, "manages")] == ["manages"]
-            assert await uow.edges.reaches(GRAPH, "manages", "a", "c")
-            assert not await uow.edges.reaches(GRAPH, "manages", "c", "a")
-            assert not await uow.edges.reaches(GRAPH, "follows", "b", "c")
-            assert await uow.edges.reaches(GRAPH, "manages", "c", "c")  # a self-loop closes a cycle
             assert await uow.edges.count_of_type(GRAPH, "manages") == 2
 
 
@@ -97,3 +97,143 @@ class EdgeRepositoryContract(WriteStoreFixture):
             stored = len(await uow.edges.list_for_node(GRAPH, "hub", Direction.IN))
             assert await uow.edges.count(GRAPH, "hub", "follows", Direction.IN) == stored
 
+
+def neighbours(found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """An answer in a comparable form: targets sorted, nodes without any left out."""
+    return {node: sorted(targets) for node, targets in found.items() if targets}
+
+
+class OutNeighboursContract(WriteStoreFixture):
+    async def other_graph(self, store: Any, *nodes: str) -> None:
+        async with store.unit_of_work() as uow:
+            await uow.schemas.save(schema(OTHER))
+            await uow.commit()
+        for n in nodes:
+            await self.add_node(store, n, graph=OTHER)
+
+    async def test_one_call_answers_for_the_whole_frontier_by_type_and_graph(self, store: Any) -> None:
+        for n in ("a", "b", "c", "d"):
+            await self.add_node(store, n)
+        for source, edge_type, target in (("a", "manages", "b"), ("a", "manages", "c"), ("b", "manages", "d"),
+                                          ("a", "follows", "d"), ("d", "follows", "a")):
+            await self.add_edge(store, source, edge_type, target)
+        await self.other_graph(store, "a", "d")
+        async with store.unit_of_work() as uow:
+            s = await uow.schemas.get(OTHER)
+            await uow.edges.add(Edge.create(graph=OTHER, source="a", type_name="manages", target="d", properties={},
+                                            schema=s, causation=causation()))
+            await uow.commit()
+        async with store.unit_of_work() as uow:
+            frontier = ["a", "b", "c", "d", "nobody", "a"]  # repeats and unknown ids are fine
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "manages", frontier)) == {
+                "a": ["b", "c"], "b": ["d"]}
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "follows", frontier)) == {"a": ["d"], "d": ["a"]}
+            assert neighbours(await uow.edges.out_neighbours(OTHER, "manages", frontier)) == {"a": ["d"]}
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "manages", ["c", "d"])) == {}
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "manages", [])) == {}
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "owns", ["a"])) == {}
+
+    async def test_a_large_frontier_is_answered_whole(self, store: Any) -> None:
+        async with store.unit_of_work() as uow:
+            s = await uow.schemas.get(GRAPH)
+            for i in range(1200):  # past any per-statement chunk of the frontier
+                await uow.edges.add(Edge.create(graph=GRAPH, source=f"n{i}", type_name="follows",
+                                                target=f"n{i + 1}", properties={}, schema=s, causation=causation()))
+            await uow.commit()
+        async with store.unit_of_work() as uow:
+            found = neighbours(await uow.edges.out_neighbours(GRAPH, "follows", [f"n{i}" for i in range(1201)]))
+        assert found == {f"n{i}": [f"n{i + 1}"] for i in range(1200)}
+
+    async def test_what_the_unit_of_work_added_or_removed_counts_before_it_is_written(self, store: Any) -> None:
+        for n in ("a", "b", "c"):
+            await self.add_node(store, n)
+        await self.add_edge(store, "a", "manages", "b")
+        async with store.unit_of_work() as uow:
+            s = await uow.schemas.get(GRAPH)
+            await uow.edges.add(Edge.create(graph=GRAPH, source="b", type_name="manages", target="c", properties={},
+                                            schema=s, causation=causation()))
+            ab = await uow.edges.get(EdgeKey(GRAPH, "a", "manages", "b"))
+            ab.remove(causation())
+            await uow.edges.remove_many([ab])
+            await uow.edges.add(Edge.create(graph=GRAPH, source="c", type_name="manages", target="a", properties={},
+                                            schema=s, causation=causation()))
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "manages", ["a", "b", "c"])) == {
+                "b": ["c"], "c": ["a"]}
+            await uow.rollback()
+        async with store.unit_of_work() as uow:
+            assert neighbours(await uow.edges.out_neighbours(GRAPH, "manages", ["a", "b", "c"])) == {"a": ["b"]}
+
+    async def test_it_works_only_inside_the_open_unit_of_work(self, store: Any) -> None:
+        uow = store.unit_of_work()
+        with pytest.raises(Internal):
+            await uow.edges.out_neighbours(GRAPH, "manages", ["a"])
+        with pytest.raises(Internal):
+            await uow.edges.topology_version(GRAPH, "manages")
+        with pytest.raises(Internal):
+            uow.edges.bump_topology(GRAPH, "manages", 0)
+
+
+class TopologyVersionContract(WriteStoreFixture):
+    async def versions(self, store: Any) -> tuple[int, int, int]:
+        async with store.unit_of_work() as uow:
+            return (await uow.edges.topology_version(GRAPH, "manages"),
+                    await uow.edges.topology_version(GRAPH, "member_of"),
+                    await uow.edges.topology_version(OTHER, "manages"))
+
+    async def bump(self, store: Any, expected: int) -> None:
+        async with store.unit_of_work() as uow:
+            uow.edges.bump_topology(GRAPH, "manages", expected)
+            await uow.commit()
+
+    async def test_a_bump_counts_once_per_unit_of_work_and_shows_after_commit(self, store: Any) -> None:
+        assert await self.versions(store) == (0, 0, 0)
+        async with store.unit_of_work() as uow:
+            assert await uow.edges.topology_version(GRAPH, "manages") == 0
+            uow.edges.bump_topology(GRAPH, "manages", 0)
+            uow.edges.bump_topology(GRAPH, "manages", 0)  # the same bump again: nothing more
+            assert await uow.edges.topology_version(GRAPH, "manages") == 0  # its own bump is not visible
+            await uow.commit()
+        assert await self.versions(store) == (1, 0, 0)  # other types and graphs untouched
+        await self.bump(store, 1)
+        assert await self.versions(store) == (2, 0, 0)
+
+    async def test_a_rolled_back_bump_leaves_the_version(self, store: Any) -> None:
+        async with store.unit_of_work() as uow:
+            uow.edges.bump_topology(GRAPH, "manages", 0)
+            await uow.rollback()
+        assert await self.versions(store) == (0, 0, 0)
+
+    @pytest.mark.parametrize("stored, stale", [(0, 3), (1, 0), (2, 1)])
+    async def test_a_stale_expected_version_fails_the_commit_and_writes_nothing(self, store: Any, stored: int,
+                                                                             stale: int) -> None:
+        for n in ("a", "b"):
+            await self.add_node(store, n)
+        for version in range(stored):
+            await self.bump(store, version)
+        head = await store.head()
+        with pytest.raises(VersionConflict) as err:
+            async with store.unit_of_work() as uow:
+                await uow.edges.add(Edge.create(graph=GRAPH, source="a", type_name="manages", target="b",
+                                                properties={}, schema=await uow.schemas.get(GRAPH),
+                                                causation=causation()))
+                uow.edges.bump_topology(GRAPH, "manages", stale)
+                await uow.commit()
+        assert err.value.reason == Reason.TOPOLOGY_VERSION_CONFLICT
+        assert await store.head() == head
+        async with store.unit_of_work() as uow:
+            assert await uow.edges.get(EdgeKey(GRAPH, "a", "manages", "b")) is None
+            assert await uow.edges.count(GRAPH, "a", "manages", Direction.OUT) == 0
+            assert await uow.edges.topology_version(GRAPH, "manages") == stored
+
+    async def test_two_different_expected_versions_in_one_unit_of_work_never_commit(self, store: Any) -> None:
+        with pytest.raises(VersionConflict) as err:  # at the second bump or at the latest at commit
+            async with store.unit_of_work() as uow:
+                uow.edges.bump_topology(GRAPH, "manages", 0)
+                uow.edges.bump_topology(GRAPH, "manages", 1)
+                await uow.commit()
+        assert err.value.reason == Reason.TOPOLOGY_VERSION_CONFLICT
+        assert await self.versions(store) == (0, 0, 0)
+
+
+class EdgeRepositoryContract(EdgeBasicsContract, OutNeighboursContract, TopologyVersionContract):
+    """The whole EdgeRepository port."""

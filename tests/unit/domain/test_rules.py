@@ -4,8 +4,8 @@ from domain.edge import Edge
 from domain.errors import Reason, RuleViolated
 from domain.events import EdgeAdded, EdgeRemoved, event_from_dict, event_to_dict
 from domain.node import Node
-from domain.rules import (CardinalityRespected, EndpointExists, EndpointHasType, NoCycle, NoRestrictingEdges,
-                          UniqueValueFree, check_rule, needs_mirror)
+from domain.rules import (CardinalityRespected, CycleCheckWithinBound, EndpointExists, EndpointHasType, NoCycle,
+                          NoRestrictingEdges, UniqueValueFree, check_rule, needs_mirror)
 from domain.schema import Cardinality
 from dataclasses import replace
 
@@ -60,6 +60,11 @@ def test_no_cycle():
     check_rule(NoCycle(FOLLOWS, "a", "b", target_reaches_source=True))  # not acyclic: fine
     check_rule(NoCycle(MANAGES, "a", "b", target_reaches_source=False))
     assert broken(NoCycle(MANAGES, "a", "b", target_reaches_source=True)) == Reason.CYCLE_DETECTED
+
+
+def test_cycle_check_within_bound():
+    check_rule(CycleCheckWithinBound("manages", visited=100, max_visited=100))
+    assert broken(CycleCheckWithinBound("manages", visited=101, max_visited=100)) == Reason.CYCLE_CHECK_TOO_LARGE
 
 
 def test_unique_value_free():

@@ -60,3 +60,11 @@ def test_read_cache_and_metrics_settings():
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, "EDGEWISE_READ_CACHE_MB": "-1", "EDGEWISE_METRICS_PORT": "70000"})
     assert len(info.value.problems) == 2
+
+
+def test_cycle_check_bound_setting() -> None:
+    assert Settings.from_env(BASE).cycle_check_max_nodes == 100_000
+    assert Settings.from_env({**BASE, "EDGEWISE_CYCLE_CHECK_MAX_NODES": "500"}).cycle_check_max_nodes == 500
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(ConfigError, match="EDGEWISE_CYCLE_CHECK_MAX_NODES"):
+            Settings.from_env({**BASE, "EDGEWISE_CYCLE_CHECK_MAX_NODES": bad})
