@@ -2,7 +2,7 @@
 
 Every command prints one JSON object on stdout. Exit status: 0 success; 1 a failed
 check or operation (with a message on stderr); 2 a usage error or a refusal (a
-missing ``--db``, ``rebuild-read-model`` without ``--yes``).
+missing ``--db``, ``rebuild-read-model`` or ``tables delete`` without ``--yes``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,18 @@ import os
 import sys
 from typing import Any, Sequence
 
-from infrastructure.config import DEFAULT_COMMAND_ADDR, DEFAULT_QUERY_ADDR
+from infrastructure.config import (
+    DEFAULT_COMMAND_ADDR,
+    DEFAULT_DYNAMODB_REGION,
+    DEFAULT_DYNAMODB_TABLE_PREFIX,
+    DEFAULT_QUERY_ADDR,
+)
 
 from cli.sqlite_files import CliError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_HEALTH_TIMEOUT = 2.0
+DEFAULT_TABLES_TIMEOUT = 300.0
 
 REBUILD_HELP = """\
 Empty every rm_* table and reset the 'read_model' projector checkpoint to 0 in one
@@ -65,6 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--db", default=os.environ.get("EDGEWISE_DB_PATH", ""), help=db_help)
     rebuild.add_argument("--yes", action="store_true",
                          help="confirm that the query service is stopped and the read model may be emptied")
+
+    tables = sub.add_parser("tables", help="create, check or delete the DynamoDB tables",
+                            description="Edgewise's DynamoDB tables (deploy/dynamodb/tables.py): {prefix}write, "
+                                        "{prefix}log, {prefix}read. Credentials come from the AWS default chain.")
+    actions = tables.add_subparsers(dest="tables_action", required=True, metavar="ACTION")
+    for action, help_text in (
+            ("create", "create the missing tables (existing ones are left alone), enable TTL, wait until ACTIVE"),
+            ("check", "the services' start-up check: every table exists, is ACTIVE and has its indexes"),
+            ("delete", "delete the tables and wait until they are gone (tests, development; needs --yes)")):
+        parser_ = actions.add_parser(action, help=help_text, description=help_text)
+        parser_.add_argument("--endpoint", default=os.environ.get("EDGEWISE_DYNAMODB_ENDPOINT", ""),
+                             help="DynamoDB endpoint URL; empty = the AWS default endpoint of the region "
+                                  "(default: $EDGEWISE_DYNAMODB_ENDPOINT)")
+        parser_.add_argument("--region", default=os.environ.get("EDGEWISE_DYNAMODB_REGION") or DEFAULT_DYNAMODB_REGION,
+                             help="AWS region (default: $EDGEWISE_DYNAMODB_REGION or %(default)s)")
+        parser_.add_argument("--prefix",
+                             default=os.environ.get("EDGEWISE_DYNAMODB_TABLE_PREFIX") or DEFAULT_DYNAMODB_TABLE_PREFIX,
+                             help="table name prefix (default: $EDGEWISE_DYNAMODB_TABLE_PREFIX or %(default)s)")
+        if action != "check":
+            parser_.add_argument("--timeout", type=_positive, default=DEFAULT_TABLES_TIMEOUT,
+                                 help="seconds to wait for the tables (default: %(default)s)")
+        if action == "delete":
+            parser_.add_argument("--yes", action="store_true", help="confirm: every item in the tables is lost")
     return parser
 
 
@@ -91,6 +120,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                            "--yes; it re-projects the whole event log when it starts.", exit_code=EXIT_USAGE)
         from cli.rebuild import rebuild_read_model
         return rebuild_read_model(args.db)
+    if args.command == "tables":
+        if args.tables_action == "delete" and not args.yes:
+            raise CliError("refusing to delete the tables without --yes: every item in them is lost",
+                           exit_code=EXIT_USAGE)
+        from cli.tables import settings_from_args, tables
+        settings = settings_from_args(args.endpoint, args.region, args.prefix)
+        return tables(args.tables_action, settings, timeout=getattr(args, "timeout", DEFAULT_TABLES_TIMEOUT))
     raise CliError(f"unknown command {args.command!r}", exit_code=EXIT_USAGE)
 
 

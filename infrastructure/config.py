@@ -7,8 +7,10 @@ nothing falls back silently (EXAMPLES "not to copy").
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
@@ -28,6 +30,59 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
         self.problems = list(problems)
+
+
+# The storage engine: one SQLite file (embedded, the default) or DynamoDB (DESIGN §5).
+STORES = ("sqlite", "dynamodb")
+DEFAULT_STORE = "sqlite"
+DEFAULT_DYNAMODB_REGION = "us-east-1"
+DEFAULT_DYNAMODB_TABLE_PREFIX = "edgewise-"
+# A typo guard, not a list of regions: "us-east-1", "eu-west-3", "us-gov-west-1", "cn-north-1".
+_REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,4}")
+# DynamoDB table names are 3-255 of [A-Za-z0-9_.-]; the longest suffix is "write".
+_TABLE_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{0,250}")
+
+
+@dataclass(frozen=True)
+class DynamoDBSettings:
+    """Where the DynamoDB tables are (used when ``store == "dynamodb"``).
+
+    ``endpoint`` empty = the AWS default endpoint of ``region``; credentials always come
+    from the AWS default chain (environment, shared files, instance/task role), never
+    from Edgewise settings."""
+
+    endpoint: str = ""
+    region: str = DEFAULT_DYNAMODB_REGION
+    table_prefix: str = DEFAULT_DYNAMODB_TABLE_PREFIX
+
+    def describe_endpoint(self) -> str:
+        """For messages: the endpoint URL, or the AWS default endpoint and region."""
+        return self.endpoint or f"the AWS default endpoint of {self.region}"
+
+    @classmethod
+    def parse(cls, endpoint: str, region: str, table_prefix: str, *,
+              names: tuple[str, str, str] = ("EDGEWISE_DYNAMODB_ENDPOINT", "EDGEWISE_DYNAMODB_REGION",
+                                             "EDGEWISE_DYNAMODB_TABLE_PREFIX")) -> tuple["DynamoDBSettings", list[str]]:
+        """Validate the three values; returns the settings and every problem found
+        (``names`` are the setting names the problems mention, e.g. CLI flags)."""
+        problems: list[str] = []
+        if endpoint:
+            parts = urlsplit(endpoint)
+            try:
+                port_ok = parts.port is None or 0 < parts.port <= 65535
+            except ValueError:
+                port_ok = False
+            if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok \
+                    or parts.path not in ("", "/") or parts.query or parts.fragment:
+                problems.append(f"{names[0]} must be empty (the AWS default endpoint) or an http(s)://host[:port] "
+                                f"URL, got {endpoint!r}")
+        if not _REGION_PATTERN.fullmatch(region):
+            problems.append(f"{names[1]} must be an AWS region name such as {DEFAULT_DYNAMODB_REGION}, "
+                            f"got {region!r}")
+        if not _TABLE_PREFIX_PATTERN.fullmatch(table_prefix):
+            problems.append(f"{names[2]} must be at most 250 characters of A-Z a-z 0-9 _ . - "
+                            f"(DynamoDB table names), got {table_prefix!r}")
+        return cls(endpoint=endpoint.rstrip("/"), region=region, table_prefix=table_prefix), problems
 
 
 # batched: DataLoader-coalesced reads; naive: the legacy one-read-per-node path;
@@ -53,6 +108,9 @@ class Settings:
     # the most nodes one acyclicity check may visit; past it the edge is refused
     # (FAILED_PRECONDITION, CYCLE_CHECK_TOO_LARGE) rather than checked without a bound
     cycle_check_max_nodes: int = DEFAULT_CYCLE_CHECK_MAX_NODES
+    # EDGEWISE_STORE: "sqlite" (EDGEWISE_DB_PATH) or "dynamodb" (the tables ``dynamodb`` names)
+    store: str = DEFAULT_STORE
+    dynamodb: DynamoDBSettings = field(default_factory=DynamoDBSettings)
 
     def __repr__(self) -> str:  # never print the secret
         return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
@@ -62,6 +120,7 @@ class Settings:
                 f"traverse_engine={self.traverse_engine!r}, "
                 f"read_cache_mb={self.read_cache_mb!r}, metrics_port={self.metrics_port!r}, "
                 f"cycle_check_max_nodes={self.cycle_check_max_nodes!r}, "
+                f"store={self.store!r}, dynamodb={self.dynamodb!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -72,8 +131,17 @@ class Settings:
         def get(key: str) -> str:
             return env.get(key, "").strip()
 
+        store = (get("EDGEWISE_STORE") or DEFAULT_STORE).lower()
+        if store not in STORES:
+            problems.append(f"EDGEWISE_STORE must be one of {', '.join(STORES)}, got {store!r}")
+        dynamodb, dynamodb_problems = DynamoDBSettings.parse(
+            get("EDGEWISE_DYNAMODB_ENDPOINT"), get("EDGEWISE_DYNAMODB_REGION") or DEFAULT_DYNAMODB_REGION,
+            get("EDGEWISE_DYNAMODB_TABLE_PREFIX") or DEFAULT_DYNAMODB_TABLE_PREFIX)
+        problems.extend(dynamodb_problems)
+
         db_path = get("EDGEWISE_DB_PATH")
-        if not db_path:
+        # DynamoDB keeps every table in DynamoDB: no data file
+        if not db_path and store != "dynamodb":
             problems.append("EDGEWISE_DB_PATH is required (the SQLite data file, "
                             "e.g. ./var/edgewise.db)")
         secret = env.get("EDGEWISE_TOKEN_SECRET", "")
@@ -143,4 +211,6 @@ class Settings:
             read_cache_mb=cache_mb,
             metrics_port=metrics_port,
             cycle_check_max_nodes=cycle_max,
+            store=store,
+            dynamodb=dynamodb,
         )

@@ -1,6 +1,6 @@
 import pytest
 
-from infrastructure.config import ConfigError, Settings
+from infrastructure.config import ConfigError, DynamoDBSettings, Settings
 
 BASE = {"EDGEWISE_DB_PATH": "/tmp/e.db", "EDGEWISE_TOKEN_SECRET": "x" * 32}
 
@@ -68,3 +68,67 @@ def test_cycle_check_bound_setting() -> None:
     for bad in ("0", "-3", "many"):
         with pytest.raises(ConfigError, match="EDGEWISE_CYCLE_CHECK_MAX_NODES"):
             Settings.from_env({**BASE, "EDGEWISE_CYCLE_CHECK_MAX_NODES": bad})
+
+# --- storage engine (EDGEWISE_STORE) and DynamoDB settings -----------------------------
+
+def test_store_defaults_to_sqlite_with_dynamodb_defaults():
+    settings = Settings.from_env(BASE)
+    assert settings.store == "sqlite"
+    assert settings.dynamodb == DynamoDBSettings(endpoint="", region="us-east-1", table_prefix="edgewise-")
+    assert settings.dynamodb.describe_endpoint() == "the AWS default endpoint of us-east-1"
+
+
+def test_dynamodb_settings_can_be_set():
+    settings = Settings.from_env({
+        **BASE, "EDGEWISE_STORE": "DynamoDB", "EDGEWISE_DYNAMODB_ENDPOINT": "http://127.0.0.1:8000/",
+        "EDGEWISE_DYNAMODB_REGION": "eu-west-3", "EDGEWISE_DYNAMODB_TABLE_PREFIX": "prod.graph_"})
+    assert settings.store == "dynamodb"
+    assert settings.dynamodb == DynamoDBSettings(endpoint="http://127.0.0.1:8000", region="eu-west-3",
+                                                 table_prefix="prod.graph_")
+    assert "eu-west-3" in repr(settings)
+
+
+def test_dynamodb_store_needs_no_data_file():
+    settings = Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_STORE": "dynamodb"})
+    assert (settings.store, settings.db_path) == ("dynamodb", "")
+    with pytest.raises(ConfigError, match="EDGEWISE_DB_PATH"):
+        Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_STORE": "sqlite"})
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("EDGEWISE_STORE", "postgres", "EDGEWISE_STORE must be one of sqlite, dynamodb"),
+    ("EDGEWISE_DYNAMODB_ENDPOINT", "localhost:8000", "EDGEWISE_DYNAMODB_ENDPOINT"),
+    ("EDGEWISE_DYNAMODB_ENDPOINT", "ftp://127.0.0.1:8000", "EDGEWISE_DYNAMODB_ENDPOINT"),
+    ("EDGEWISE_DYNAMODB_ENDPOINT", "http://127.0.0.1:99999", "EDGEWISE_DYNAMODB_ENDPOINT"),
+    ("EDGEWISE_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000/some/path", "EDGEWISE_DYNAMODB_ENDPOINT"),
+    ("EDGEWISE_DYNAMODB_ENDPOINT", "http://", "EDGEWISE_DYNAMODB_ENDPOINT"),
+    ("EDGEWISE_DYNAMODB_REGION", "US-EAST-1", "EDGEWISE_DYNAMODB_REGION"),
+    ("EDGEWISE_DYNAMODB_REGION", "useast1", "EDGEWISE_DYNAMODB_REGION"),
+    ("EDGEWISE_DYNAMODB_TABLE_PREFIX", "my tables/", "EDGEWISE_DYNAMODB_TABLE_PREFIX"),
+    ("EDGEWISE_DYNAMODB_TABLE_PREFIX", "p" * 251, "EDGEWISE_DYNAMODB_TABLE_PREFIX"),
+])
+def test_malformed_store_settings_are_refused(key, value, fragment):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, key: value})
+    assert len(info.value.problems) == 1
+    assert fragment in info.value.problems[0]
+
+
+def test_https_endpoints_and_gov_regions_are_accepted():
+    settings = Settings.from_env({**BASE, "EDGEWISE_DYNAMODB_ENDPOINT": "https://dynamodb.us-gov-west-1.amazonaws.com",
+                                  "EDGEWISE_DYNAMODB_REGION": "us-gov-west-1"})
+    assert settings.dynamodb.endpoint == "https://dynamodb.us-gov-west-1.amazonaws.com"
+
+
+def test_dynamodb_problems_are_reported_with_the_others():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"EDGEWISE_STORE": "dynamodb", "EDGEWISE_DYNAMODB_ENDPOINT": "nope",
+                           "EDGEWISE_DYNAMODB_REGION": "?", "EDGEWISE_LOG_LEVEL": "loud"})
+    # the secret, the endpoint, the region, the log level; no data file needed
+    assert len(info.value.problems) == 4
+
+
+def test_dynamodb_settings_parse_names_the_given_flags():
+    settings, problems = DynamoDBSettings.parse("nope", "us-east-1", "x", names=("--endpoint", "--region", "--prefix"))
+    assert problems and problems[0].startswith("--endpoint ")
+    assert settings.table_prefix == "x"

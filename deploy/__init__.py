@@ -1,0 +1,1 @@
+"""Deployment artefacts. ``deploy.dynamodb`` is importable data (standard library only)."""

@@ -1,0 +1,1 @@
+"""DynamoDB table definitions (``deploy.dynamodb.tables``), the single source of truth."""

@@ -1,0 +1,13 @@
+"""The DynamoDB storage engine (EDGEWISE_STORE=dynamodb), through aioboto3's low-level client.
+
+- ``attributes``: the item format every module uses — the low-level wire format
+  (``{"S": "..."}``, ``{"N": "42"}``), never boto3's TypeSerializer/Decimal — and small
+  typed constructors/getters.
+- ``keys``: the one spelling of every pk/sk string, GSI key and value encoding (ADR 0009).
+- ``client``: ``DynamoClient``, one per process: metered, error-mapped calls,
+  ``batch_get`` / ``batch_write`` / ``transact_write`` with the retry rules of DESIGN §4-5.
+- ``capacity``: ``CapacityMeter`` and the per-RPC ``capacity_scope()``.
+- ``errors``: what a call raises besides domain errors (``ConditionFailed``,
+  ``TransactionCancelled``) for an adapter to map to the domain's errors.
+- ``admin``: create / check / delete the tables of deploy/dynamodb/tables.py.
+"""
