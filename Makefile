@@ -15,14 +15,14 @@ GOOGLEAPIS_DIR = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
 BUF_DEPS_DIR := build/buf-deps
 
-.PHONY: help venv protos run test lint buf-lint import-lint ruff clean bench
+.PHONY: help venv protos run test lint buf-lint import-lint ruff mypy clean bench
 
 help:
 	@echo "make venv    - create .venv with the pinned dependencies"
 	@echo "make protos  - generate Python code from protos/ into ./edgewise"
 	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
 	@echo "make test    - run the test suite"
-	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks)"
+	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks) + mypy"
 	@echo "make bench   - Edgewise vs PostgreSQL benchmarks, regenerates docs/benchmarks.md (BENCH_SCALE, BENCH_ARGS); not part of make test"
 
 venv: $(VENV_STAMP)
@@ -58,7 +58,12 @@ import-lint: $(VENV_STAMP)
 ruff: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
 
-lint: buf-lint import-lint ruff
+# Configuration and strictness tiers: [tool.mypy] in pyproject.toml. Needs no generated code
+# (edgewise/ is `Any` to it); incremental cache in build/mypy_cache.
+mypy: $(VENV_STAMP)
+	$(VENV)/bin/mypy --config-file pyproject.toml
+
+lint: buf-lint import-lint ruff mypy
 
 run: $(VENV_STAMP) $(PROTO_STAMP)
 	mkdir -p var

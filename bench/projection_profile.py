@@ -96,20 +96,22 @@ async def project(log: str, workdir: str, *, batch_size: int | None, profile: bo
     readers = await SqliteReaderPool(db, size=1).open()
     app = build_application(read_model=SqliteReadModel(readers), store=SqliteProjectionStore(writer),
                             event_log=SqliteEventLog(readers), signer=TokenSigner(b"b" * 32), projector_enabled=True)
+    projector = app.projector
+    assert projector is not None  # projector_enabled
     if batch_size:
-        app.projector._batch_size = batch_size  # type: ignore[attr-defined]
+        projector._batch_size = batch_size
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:  # the store's work runs on the writer's thread
         await writer.run(lambda c: profiler.enable())
     cpu, wall = time.process_time(), time.perf_counter()
-    events = await app.projector.catch_up()  # type: ignore[attr-defined]
+    events = await projector.catch_up()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if profiler is not None:
         await writer.run(lambda c: profiler.disable())
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     await readers.close()
     await writer.close()
-    return {"events": events, "wall": wall, "cpu": cpu, "batches": app.projector.batches_applied,  # type: ignore
+    return {"events": events, "wall": wall, "cpu": cpu, "batches": projector.batches_applied,
             "mib": os.path.getsize(db) / 2**20}
 
 

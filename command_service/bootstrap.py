@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from domain.ports import Clock, IdGenerator
 from infrastructure.config import Settings
@@ -22,20 +22,33 @@ from command_service.app.cascade import CascadeWorker, idempotency_purger
 from command_service.app.codec import ResultCodec
 from command_service.app.commands.add_edge import AddEdge, AddEdgeHandler
 from command_service.app.commands.apply_schema import ApplySchema, ApplySchemaHandler
-from command_service.app.commands.batch_write import BatchWrite, BatchWriteHandler
+from command_service.app.commands.batch_write import BatchOperationHandler, BatchWrite, BatchWriteHandler
 from command_service.app.commands.create_node import CreateNode, CreateNodeHandler
 from command_service.app.commands.delete_node import DeleteNode, DeleteNodeHandler
 from command_service.app.commands.remove_edge import RemoveEdge, RemoveEdgeHandler
 from command_service.app.commands.update_node import UpdateNode, UpdateNodeHandler
-from command_service.app.common import TransactionLimits
+from command_service.app.common import CommandHandler, TransactionLimits
 from command_service.app.consistency import SignedConsistencyTokens
+from command_service.app.ports import WriteStore
 
 IDEMPOTENCY_RETENTION = timedelta(hours=48)  # AIP-155 asks for at least 24 h
 
 
-def command_handlers(ids: IdGenerator, limits: TransactionLimits) -> dict[type, Any]:
+class RegisteredHandler(CommandHandler[Any, Any], Protocol):
+    """What the registry holds: a use case that names its result type (the idempotency
+    codec decodes stored responses into it). Keyed by command type, so ``Any`` here."""
+
+    @property
+    def result_type(self) -> type: ...
+
+
+class SingleOperationHandler(BatchOperationHandler[Any, Any], RegisteredHandler, Protocol):
+    """A use case that is both its own RPC and an operation of a BatchWrite."""
+
+
+def command_handlers(ids: IdGenerator, limits: TransactionLimits) -> dict[type, RegisteredHandler]:
     """The registry: a new command is a new module plus one line here."""
-    single = {
+    single: dict[type, SingleOperationHandler] = {
         CreateNode: CreateNodeHandler(ids),
         UpdateNode: UpdateNodeHandler(),
         DeleteNode: DeleteNodeHandler(limits),
@@ -52,7 +65,7 @@ def command_handlers(ids: IdGenerator, limits: TransactionLimits) -> dict[type, 
 @dataclass
 class CommandApplication:
     bus: CommandBus
-    store: Any  # SqliteWriteStore or a test double with the same surface
+    store: WriteStore
     cascade_worker: CascadeWorker
     tokens: SignedConsistencyTokens
 
@@ -70,7 +83,7 @@ class CommandApplication:
         await self.store.close()
 
 
-def build_application(*, store: Any, clock: Clock, ids: IdGenerator, signer: TokenSigner,
+def build_application(*, store: WriteStore, clock: Clock, ids: IdGenerator, signer: TokenSigner,
                       limits: TransactionLimits = TransactionLimits(),
                       cascade_poll_interval: float = 0.5) -> CommandApplication:
     handlers = command_handlers(ids, limits)
@@ -94,7 +107,7 @@ async def bootstrap(settings: Settings) -> CommandApplication:
                              limits=TransactionLimits(max_cycle_check_nodes=settings.cycle_check_max_nodes))
 
 
-def build_for_tests(store: Any, *, clock: Clock | None = None, ids: IdGenerator | None = None,
+def build_for_tests(store: WriteStore, *, clock: Clock | None = None, ids: IdGenerator | None = None,
                     secret: bytes = b"edgewise-test-secret-0123456789",
                     limits: TransactionLimits = TransactionLimits(),
                     cascade_poll_interval: float = 0.01) -> CommandApplication:

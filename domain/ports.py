@@ -190,12 +190,22 @@ class UnitOfWork(Protocol):
 
     Commit stores state changes, every event the aggregates recorded (the outbox)
     and the idempotency record in ONE atomic transaction.
+
+    The repositories are read-only properties, so an adapter's own repository classes
+    (a plain attribute ``self.nodes = SqliteNodeRepository(...)``) satisfy the protocol.
     """
 
-    schemas: SchemaRepository
-    nodes: NodeRepository
-    edges: EdgeRepository
-    idempotency: IdempotencyStore
+    @property
+    def schemas(self) -> SchemaRepository: ...
+
+    @property
+    def nodes(self) -> NodeRepository: ...
+
+    @property
+    def edges(self) -> EdgeRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
 
     async def __aenter__(self) -> Self: ...
 

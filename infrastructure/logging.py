@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
+from typing import TextIO
 
 from infrastructure.grpc.context import current_context
 
@@ -38,7 +39,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", *, stream=None) -> None:
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
     """Send every log record to stderr (or ``stream``) as one JSON line."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 from grpc import aio
 
@@ -53,7 +54,7 @@ def tune_gc() -> None:
     gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)  # a process that chose more keeps it
 
 
-def run_service(name: str, main: Callable[[Settings], Awaitable[None]], *,
+def run_service(name: str, main: Callable[[Settings], Coroutine[Any, Any, None]], *,
                 env: Mapping[str, str] | None = None) -> int:
     """Read the settings once (a bad configuration exits 2 naming every problem), log
     JSON lines at the configured level, then run ``main(settings)`` in a new event loop."""

@@ -27,7 +27,7 @@ def _b64decode(text: str) -> bytes:
 
 
 class TokenSigner:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes | str) -> None:
         if isinstance(secret, str):
             secret = secret.encode("utf-8")
         if not secret:

@@ -22,13 +22,13 @@ GRACE_SECONDS = 5.0
 _log = logging.getLogger("edgewise.query")
 
 
-def _report_projector_exit(task: asyncio.Task) -> None:
+def _report_projector_exit(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         _log.critical("the projector stopped on an unexpected error; reads will go stale",
                       exc_info=task.exception())
 
 
-def _report_tailer_exit(task: asyncio.Task) -> None:
+def _report_tailer_exit(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         _log.critical("the cache tailer stopped on an unexpected error; consistency waits will fail",
                       exc_info=task.exception())
@@ -36,29 +36,29 @@ def _report_tailer_exit(task: asyncio.Task) -> None:
 
 async def main(settings: Settings) -> None:
     app = await bootstrap(settings)
-    projector_task: asyncio.Task | None = None
-    tailer_task: asyncio.Task | None = None
+    projector_task: asyncio.Task[None] | None = None
+    tailer_task: asyncio.Task[None] | None = None
     metrics = None
     if app.projector is not None:
-        projector_task = asyncio.create_task(app.projector.run(), name="projector")  # type: ignore[attr-defined]
+        projector_task = asyncio.create_task(app.projector.run(), name="projector")
         projector_task.add_done_callback(_report_projector_exit)
     if app.tailer is not None:
-        tailer_task = asyncio.create_task(app.tailer.run(app.progress.advance_all),  # type: ignore[attr-defined]
+        tailer_task = asyncio.create_task(app.tailer.run(app.progress.advance_all),
                                           name="cache-tailer")
         tailer_task.add_done_callback(_report_tailer_exit)
     try:
         if settings.metrics_port:
             from infrastructure.telemetry.metrics import ReadCacheCollector, start_metrics_server
 
-            collectors = [ReadCacheCollector(app.cache.stats)] if app.cache is not None else []  # type: ignore[attr-defined]
+            collectors = [ReadCacheCollector(app.cache.stats)] if app.cache is not None else []
             metrics = start_metrics_server(settings.metrics_port, collectors)
 
         async def stop_projector() -> None:
-            if projector_task is not None:
-                app.projector.stop()  # type: ignore[attr-defined]
+            if projector_task is not None and app.projector is not None:
+                app.projector.stop()
                 await projector_task  # the current batch commits, then the loop ends
-            if tailer_task is not None:
-                app.tailer.stop()  # type: ignore[attr-defined]
+            if tailer_task is not None and app.tailer is not None:
+                app.tailer.stop()
                 await tailer_task
 
         await serve_grpc(address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],

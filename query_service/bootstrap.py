@@ -108,8 +108,8 @@ async def bootstrap(settings: Settings) -> QueryApplication:
         poll_interval=settings.projector_poll_interval_ms / 1000.0,
         traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=HEAD_MIN)
     if app.projector is not None:
-        await app.projector.start_position()  # type: ignore[attr-defined]
+        await app.projector.start_position()
     if app.tailer is not None:
-        await app.tailer.start_position()  # type: ignore[attr-defined]
+        await app.tailer.start_position()
     app.closers += [writer.close, readers.close]
     return app

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence, TypeVar
 
 from domain.edge import Direction
 from domain.events import DomainEvent, EdgeAdded, EdgeRemoved, NodeCreated, NodeDeleted, NodeUpdated, SchemaApplied
@@ -47,6 +47,7 @@ MISSING: Any = object()
 _FULL, _BASIC, _COUNT, _IDS, _PAGE, _SCHEMA = "n", "b", "c", "a", "p", "s"
 
 Key = tuple[Hashable, ...]
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def _edge_size(edge: EdgeView) -> int:
             + sum(90 + len(k) + _value_size(v) for k, v in edge.properties.items()))
 
 
-def _page_size(rows: list) -> int:
+def _page_size(rows: list[tuple[tuple[int, str, str], EdgeView]]) -> int:
     return 200 + sum(200 + len(c[1]) + len(c[2]) + _edge_size(e) for c, e in rows)
 
 
@@ -249,12 +250,12 @@ class CachingReadModel:
     def round_trips(self, value: int) -> None:
         self._inner.round_trips = value
 
-    async def _one(self, graph: str, kind: str, key: tuple, load: Callable[[], Awaitable[Any]],
-                   size: Callable[[Any], int]) -> Any:
+    async def _one(self, graph: str, kind: str, key: Key, load: Callable[[], Awaitable[V]],
+                   size: Callable[[V], int]) -> V:
         """Cache-aside for one key: a hit, or one inner read stored under the generation
         taken before it (so an invalidation during the read keeps the value out)."""
         cache = self.cache
-        value = cache.get(key)
+        value: V = cache.get(key)  # what ``load`` returned when it was stored (or MISSING)
         if value is not MISSING:
             cache.hits[kind] += 1
             return value
@@ -353,6 +354,7 @@ class CachingReadModel:
         cache = self.cache
         cache_key = (graph, _PAGE, key.node, key.direction, key.edge_type)
         entry = cache.get(cache_key)
+        rows: list[tuple[tuple[int, str, str], EdgeView]]
         if entry is not MISSING:
             fetched, rows = entry
             if limit <= fetched or len(rows) < fetched:  # a prefix of what was read, or the whole list
@@ -364,6 +366,6 @@ class CachingReadModel:
         cache.put(cache_key, (limit, rows), _page_size(rows), generation)
         return list(rows)
 
-    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
-                         limit: int) -> list[tuple[tuple, NodeView]]:
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple[Any, ...] | None,
+                         limit: int) -> list[tuple[tuple[Any, ...], NodeView]]:
         return await self._inner.scan_nodes(graph, access, after=after, limit=limit)

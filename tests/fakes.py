@@ -66,7 +66,7 @@ def _copy_edge(edge: Edge) -> Edge:
 
 @dataclass
 class _State:
-    schemas: dict[str, list[dict]] = field(default_factory=dict)
+    schemas: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # graph -> schema_to_dict per version
     nodes: dict[tuple[str, str], Node] = field(default_factory=dict)
     edges: dict[EdgeKey, Edge] = field(default_factory=dict)
     counters: dict[tuple[str, str, str, str], int] = field(default_factory=dict)

@@ -9,15 +9,18 @@ cannot be flushed half-way), and the idempotency record is completed with them t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, Self
 
 from domain.ports import CascadeJob, CascadeJobQueue, Positions, Prefetch, UnitOfWork
 
-__all__ = ["CascadeJob", "CascadeJobQueue", "WriteUnitOfWork", "UnitOfWorkFactory", "ConsistencyTokens"]
+__all__ = ["CascadeJob", "CascadeJobQueue", "WriteUnitOfWork", "UnitOfWorkFactory", "ConsistencyTokens",
+           "WriteStore"]
 
 
 class WriteUnitOfWork(UnitOfWork, Protocol):
-    cascades: CascadeJobQueue
+    @property
+    def cascades(self) -> CascadeJobQueue: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -28,6 +31,20 @@ class WriteUnitOfWork(UnitOfWork, Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> WriteUnitOfWork: ...
+
+
+class WriteStore(Protocol):
+    """A write-side storage engine as the composition root wires it (command_service.bootstrap):
+    ``SqliteWriteStore``, the DynamoDB store, the in-memory fake of the unit tests."""
+
+    def unit_of_work(self) -> WriteUnitOfWork:
+        """A new unit of work (a ``UnitOfWorkFactory``); one per command or cascade batch."""
+
+    async def purge_idempotency(self, older_than: datetime) -> int:
+        """Delete the idempotency records created before ``older_than``; how many went."""
+
+    async def close(self) -> None:
+        """Release the engine's connections; the store is not used afterwards."""
 
 
 class ConsistencyTokens(Protocol):

@@ -22,7 +22,7 @@ from domain.ports import LoggedEvent
 from domain.schema import Cardinality, EdgeType, NodeType, OnDelete, PropertyDef, Schema
 from domain.values import PropertyKind, PropertyValue
 from edgewise.graph.v1 import resources_pb2 as pb
-from infrastructure.grpc.names import graph_name, node_name, schema_name  # noqa: F401 (node_name: re-exported)
+from infrastructure.grpc.names import graph_name, schema_name
 
 _KIND_TO_PROTO = {
     PropertyKind.STRING: pb.PROPERTY_KIND_STRING,
@@ -72,7 +72,8 @@ def datetime_from_proto(ts: timestamp_pb2.Timestamp, field_path: str = "timestam
     """A Timestamp outside 0001-01-01..9999-12-31 (or with nanos outside 0..999999999)
     is the caller's mistake: INVALID_ARGUMENT naming the field."""
     try:
-        return ts.ToDatetime(tzinfo=timezone.utc)
+        value: datetime = ts.ToDatetime(tzinfo=timezone.utc)  # protobuf has no type stubs here
+        return value
     except (ValueError, OverflowError):
         raise ValidationFailed.of(
             field_path, f"not a valid timestamp (seconds={ts.seconds}, nanos={ts.nanos}); it must lie within "
@@ -93,7 +94,8 @@ def value_from_proto(value: pb.PropertyValue, field_path: str) -> PropertyValue:
         raise ValidationFailed.of(field_path, "property value has no kind set", reason=Reason.INVALID_PROPERTY)
     if kind == "timestamp_value":
         return datetime_from_proto(value.timestamp_value, field_path)
-    return getattr(value, kind)
+    scalar: PropertyValue = getattr(value, kind)  # the set oneof field: a str, int, float or bool
+    return scalar
 
 
 def properties_from_proto(values: Mapping[str, pb.PropertyValue], field_prefix: str) -> dict[str, PropertyValue]:
@@ -232,11 +234,11 @@ def schema_to_proto(schema: Schema) -> pb.Schema:
     for t in schema.node_types.values():
         msg.node_types.add(name=t.name, properties=[_prop_def_to_proto(p) for p in t.properties],
                            projected=list(t.projected))
-    for t in schema.edge_types.values():
-        msg.edge_types.add(name=t.name, source_type=t.source_type, target_type=t.target_type,
-                           cardinality=_CARD_TO_PROTO[t.cardinality], inverse_name=t.inverse_name or "",
-                           symmetric=t.symmetric, acyclic=t.acyclic, on_delete=_DELETE_TO_PROTO[t.on_delete],
-                           properties=[_prop_def_to_proto(p) for p in t.properties])
+    for e in schema.edge_types.values():
+        msg.edge_types.add(name=e.name, source_type=e.source_type, target_type=e.target_type,
+                           cardinality=_CARD_TO_PROTO[e.cardinality], inverse_name=e.inverse_name or "",
+                           symmetric=e.symmetric, acyclic=e.acyclic, on_delete=_DELETE_TO_PROTO[e.on_delete],
+                           properties=[_prop_def_to_proto(p) for p in e.properties])
     return msg
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -65,7 +66,7 @@ def code_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _pack(message) -> any_pb2.Any:
+def _pack(message: Any) -> any_pb2.Any:  # any protobuf message (untyped here)
     detail = any_pb2.Any()
     detail.Pack(message)
     return detail
@@ -144,7 +145,7 @@ def _status(exc: BaseException, code: grpc.StatusCode, message: str, reason: str
     def clip(text: str) -> str:
         return _clip(text, limit)
 
-    details: list = []
+    details: list[Any] = []  # google.rpc error detail messages (protobuf: untyped here)
     if isinstance(exc, DomainError) and code is not grpc.StatusCode.INTERNAL:
         if isinstance(exc, ValidationFailed) and exc.violations:
             violations = [(clip(v.field), clip(v.description)) for v in exc.violations[:max_items]]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 
 from domain.errors import Reason, ValidationFailed
-from domain.values import GRAPH_ID_SYNTAX as GRAPH_ID_PATTERN
-from domain.values import NODE_ID_SYNTAX as NODE_ID_PATTERN
-from domain.values import PROPERTY_NAME_SYNTAX as PROPERTY_NAME_PATTERN
-from domain.values import TYPE_NAME_SYNTAX as TYPE_NAME_PATTERN
-from domain.values import NodeRef
+from domain.values import GRAPH_ID_SYNTAX, NODE_ID_SYNTAX, PROPERTY_NAME_SYNTAX, TYPE_NAME_SYNTAX, NodeRef
+
+# The identifier formats (declared in the domain), public here: validation quotes them.
+GRAPH_ID_PATTERN = GRAPH_ID_SYNTAX
+NODE_ID_PATTERN = NODE_ID_SYNTAX
+PROPERTY_NAME_PATTERN = PROPERTY_NAME_SYNTAX
+TYPE_NAME_PATTERN = TYPE_NAME_SYNTAX
 
 # \Z, not $: "$" also matches before a trailing newline, so "graphs/g\n" would parse as "graphs/g".
 GRAPH_ID_RE = re.compile(rf"^{GRAPH_ID_PATTERN}\Z")

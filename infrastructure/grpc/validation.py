@@ -102,7 +102,7 @@ def _is_repeated(fd: Any) -> bool:
     is_repeated = getattr(fd, "is_repeated", None)
     if is_repeated is not None:
         return bool(is_repeated)
-    return fd.label == fd.LABEL_REPEATED
+    return bool(fd.label == fd.LABEL_REPEATED)
 
 
 def _join(prefix: str, path: str) -> str:

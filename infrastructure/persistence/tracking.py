@@ -8,9 +8,10 @@ when it flushes them into the outbox, so no event is lost or written twice.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from domain.events import DomainEvent
+from domain.node import Node
 
 
 class AggregateTracker:
@@ -41,19 +42,23 @@ class AggregateTracker:
             events.clear()
 
 
+class Tracker(Protocol):
+    def track(self, aggregate: Any) -> None: ...
+
+
 class NodeIdentityMap:
     """One object per node within a unit of work, and the version each node is
     stored at: the condition a repository's next ``save`` of that node checks."""
 
-    def __init__(self, tracker: Any) -> None:
-        self._tracker = tracker  # anything with ``track(aggregate)``: the unit of work
-        self._nodes: dict[tuple[str, str], Any] = {}
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker  # the unit of work
+        self._nodes: dict[tuple[str, str], Node] = {}
         self._stored_version: dict[tuple[str, str], int] = {}
 
-    def get(self, graph: str, node_id: str) -> Any | None:
+    def get(self, graph: str, node_id: str) -> Node | None:
         return self._nodes.get((graph, node_id))
 
-    def remember(self, node: Any) -> Any:
+    def remember(self, node: Node) -> Node:
         """``node`` is now stored at its current version."""
         key = (node.graph, node.id)
         self._nodes[key] = node
@@ -61,6 +66,6 @@ class NodeIdentityMap:
         self._tracker.track(node)
         return node
 
-    def stored_version(self, node: Any) -> int:
+    def stored_version(self, node: Node) -> int:
         """The version the store holds for ``node`` (one below, if never loaded here)."""
         return self._stored_version.get((node.graph, node.id), node.version - 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from query_service.app.queries.batch_get_nodes import BatchGetNodesHandler
 from query_service.app.queries.count_edges import CountEdgesHandler
@@ -15,6 +15,12 @@ from query_service.app.queries.list_edges import ListEdgesHandler
 from query_service.app.queries.list_nodes import ListNodesHandler
 from query_service.app.queries.traverse import TraverseHandler
 from query_service.app.queries.watch_events import WatchEventsHandler
+
+if TYPE_CHECKING:  # the parts bootstrap composes beside the queries; no import of them at run time
+    from query_service.cache import ReadCache
+    from query_service.projection.cache_sync import CacheTailer
+    from query_service.projection.progress import ProjectionProgress
+    from query_service.projection.projector import Projector
 
 
 @dataclass
@@ -34,10 +40,10 @@ class Queries:
 @dataclass
 class QueryApplication:
     queries: Queries
-    projector: object | None = None  # query_service.projection.projector.Projector when projecting in-process
-    cache: object | None = None  # query_service.cache.ReadCache when reads are cached
-    tailer: object | None = None  # query_service.projection.cache_sync.CacheTailer: a cache without the projector
-    progress: object | None = None  # query_service.projection.progress.ProjectionProgress
+    progress: ProjectionProgress
+    projector: Projector | None = None  # when projecting in-process
+    cache: ReadCache | None = None  # when reads are cached
+    tailer: CacheTailer | None = None  # a cache without the projector: follows another process's checkpoint
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:

@@ -47,12 +47,20 @@ from domain.schema import schema_from_dict
 from domain.values import PropertyValue, sortable
 
 
-@dataclass(frozen=True)
-class NodeMeta:
-    type: str
-    version: int
-    deleted: bool
-    create_time: datetime
+class NodeMeta(Protocol):
+    """What the applier reads of a stored node; each store returns its own row type."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+    @property
+    def create_time(self) -> datetime: ...
 
 
 @dataclass(slots=True)

@@ -31,19 +31,23 @@ import asyncio
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
+from domain.edge import Direction
 from domain.errors import DomainError
 from domain.events import NodeDeleted
 from domain.ports import EventLog, LoggedEvent
 from query_service.app.ports import Applier, Checkpoints, ProjectionStore
-from query_service.cache import ReadCache, keys_for
+from query_service.cache import Key, ReadCache, keys_for
 
 _log = logging.getLogger("edgewise.query.cache")
 
+AdjacencyRows = list[tuple[Direction, str, str]]
+"""(direction, edge type, neighbour) rows of one node (``ProjectionTransaction.adjacency_of``)."""
+
 
 def invalidate(cache: ReadCache, events: Sequence[LoggedEvent],
-               adjacency: dict[tuple[str, str], list] | None = None) -> None:
+               adjacency: dict[tuple[str, str], AdjacencyRows] | None = None) -> None:
     """Drop what ``events`` change, one generation bump per graph."""
-    by_graph: dict[str, list | None] = {}
+    by_graph: dict[str, list[Key] | None] = {}
     for logged in events:
         event = logged.event
         graph = event.graph
@@ -55,8 +59,8 @@ def invalidate(cache: ReadCache, events: Sequence[LoggedEvent],
             by_graph[graph] = None
         elif graph not in by_graph:
             by_graph[graph] = keys
-        elif by_graph[graph] is not None:
-            by_graph[graph] += keys  # type: ignore[operator]
+        elif (pending := by_graph[graph]) is not None:
+            pending += keys
     for graph, keys in by_graph.items():
         if keys is None:
             cache.invalidate_graph(graph)
@@ -67,15 +71,15 @@ def invalidate(cache: ReadCache, events: Sequence[LoggedEvent],
 class _RecordingTransaction:
     """A ProjectionTransaction that remembers the adjacency the projection read."""
 
-    def __init__(self, tx: Any, adjacency: dict[tuple[str, str], list]) -> None:
+    def __init__(self, tx: Any, adjacency: dict[tuple[str, str], AdjacencyRows]) -> None:
         self._tx = tx
         self._adjacency = adjacency
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
-    def adjacency_of(self, graph: str, node: str) -> list:
-        rows = self._tx.adjacency_of(graph, node)
+    def adjacency_of(self, graph: str, node: str) -> AdjacencyRows:
+        rows: AdjacencyRows = self._tx.adjacency_of(graph, node)
         self._adjacency.setdefault((graph, node), []).extend(rows)
         return rows
 
@@ -96,7 +100,7 @@ class InvalidatingProjectionStore:
 
     async def apply(self, projector: str, shard: str, events: Sequence[LoggedEvent], change: Applier) -> int:
         applied: list[LoggedEvent] = []
-        adjacency: dict[tuple[str, str], list] = {}
+        adjacency: dict[tuple[str, str], AdjacencyRows] = {}
 
         def recording(tx: Any, fresh: Sequence[LoggedEvent]) -> Any:
             applied.extend(fresh)

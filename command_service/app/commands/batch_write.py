@@ -13,7 +13,7 @@ run against that state and the writes are flushed as multi-row statements at com
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Union
+from typing import Any, Mapping, Protocol, TypeVar, Union
 
 from domain.errors import DomainError, FieldViolation, Reason, ValidationFailed
 from domain.events import Causation
@@ -50,20 +50,27 @@ class BatchWriteResult:
     consistency_token: str = ""
 
 
-class BatchOperationHandler(Protocol):
-    def plan(self, command: BatchOperation, schema: Schema, reads: Prefetch) -> BatchOperation:
+O = TypeVar("O")  # one operation's command type (``plan`` takes and returns it)
+OR = TypeVar("OR", covariant=True)  # its result type
+
+
+class BatchOperationHandler(Protocol[O, OR]):
+    """A single-operation handler (``CreateNodeHandler`` ...) as a batch runs it. Each one
+    handles its own command type only: the batch picks it by ``type(operation)``."""
+
+    def plan(self, command: O, schema: Schema, reads: Prefetch) -> O:
         """Add what ``execute`` will read to ``reads``; return the command to execute
         (the same one, or one with a generated id filled in). Never raises."""
 
-    async def execute(self, uow: WriteUnitOfWork, command: BatchOperation, causation: Causation,
-                      budget: WriteBudget | None = None) -> BatchOperationResult: ...
+    async def execute(self, uow: WriteUnitOfWork, command: O, causation: Causation,
+                      budget: WriteBudget | None = None) -> OR: ...
 
 
 class BatchWriteHandler:
     command_type = BatchWrite
     result_type = BatchWriteResult
 
-    def __init__(self, handlers: Mapping[type, BatchOperationHandler],
+    def __init__(self, handlers: Mapping[type, BatchOperationHandler[Any, Any]],
                  limits: TransactionLimits = TransactionLimits()) -> None:
         """``handlers``: the undecorated single-operation handlers, by command type."""
         self._handlers = dict(handlers)

@@ -126,8 +126,8 @@ class _Tx:
     def drop_node_adjacency(self, graph: str, node: str) -> None:
         for key in [k for k in self.s.adjacency if k[0] == graph and k[1] == node]:
             del self.s.adjacency[key]
-        for key in [k for k in self.s.counts if k[0] == graph and k[1] == node]:
-            del self.s.counts[key]
+        for count_key in [k for k in self.s.counts if k[0] == graph and k[1] == node]:
+            del self.s.counts[count_key]
 
     def schema_dict(self, graph: str) -> dict[str, Any] | None:
         body = self.s.schemas.get(graph)
@@ -264,10 +264,10 @@ class InMemoryReadModel:
                 break
         return out
 
-    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
-                         limit: int) -> list[tuple[tuple, NodeView]]:
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple[Any, ...] | None,
+                         limit: int) -> list[tuple[tuple[Any, ...], NodeView]]:
         self.round_trips += 1
-        rows: list[tuple[tuple, str]] = []
+        rows: list[tuple[tuple[Any, ...], str]] = []
         if access.kind is AccessKind.TYPE_SCAN:
             rows = [((i,), i) for (g, i), n in self._s.nodes.items()
                     if g == graph and n.type == access.node_type and not n.deleted]

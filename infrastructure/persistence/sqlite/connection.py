@@ -16,7 +16,7 @@ import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 from domain.errors import DomainError, Internal, Reason, Unavailable
 
@@ -45,6 +45,12 @@ def _configure(conn: sqlite3.Connection, *, read_only: bool) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     if read_only:
         conn.execute("PRAGMA query_only = ON")
+
+
+class SqliteRunner(Protocol):
+    """What the adapters need of a connection: ``SqliteConnection`` or ``SqliteReaderPool``."""
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
 
 class SqliteConnection:

@@ -19,16 +19,15 @@ import sqlite3
 from dataclasses import fields
 from functools import lru_cache
 from datetime import datetime
-from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
+from typing import Any, Iterable, Sequence
 
 from domain.events import DomainEvent, EdgeAdded, EdgeRemoved, event_from_dict
 from domain.ports import LoggedEvent
 from domain.values import encode_properties
+from infrastructure.persistence.sqlite.connection import SqliteRunner
 from infrastructure.persistence.sqlite.statements import insert_rows
 
 SHARD = "0"  # SQLite has a single, totally ordered log
-T = TypeVar("T")
-
 EVENT_LOG_DDL = """
 CREATE TABLE IF NOT EXISTS event_log (
     position          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +62,7 @@ def _request_id_only(request_id: str) -> str:
 def _payload(event: DomainEvent) -> str:
     """The JSON of ``event_to_dict(event)`` without the columns and the defaults."""
     cls = type(event)
-    if (cls is EdgeAdded and not event.properties and not event.trace_context
+    if (isinstance(event, EdgeAdded) and not event.properties and not event.trace_context
             and event.create_time == event.occurred_at
             and event.aggregate_id == f"{event.source}/{event.edge_type}/{event.target}"):
         # the common edge (what the loop below would produce, without walking the fields):
@@ -75,7 +74,7 @@ def _payload(event: DomainEvent) -> str:
                                              if f.name not in _IN_COLUMNS)
     body: dict[str, Any] = {}
     # an edge event's aggregate id is "source/type/target" (ids and names have no "/")
-    keyed = cls in _EDGE_EVENTS and event.aggregate_id == f"{event.source}/{event.edge_type}/{event.target}"
+    keyed = isinstance(event, _EDGE_EVENTS) and event.aggregate_id == f"{event.source}/{event.edge_type}/{event.target}"
     for name, default in names:
         value = getattr(event, name)
         if value == default or (keyed and name in _EDGE_KEY_FIELDS):
@@ -148,14 +147,10 @@ def head_sync(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-class _Runner(Protocol):
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...  # SqliteConnection or SqliteReaderPool
-
-
 class SqliteEventLog:
     """EventLog port over any SQLite connection or reader pool: one shard, "0"."""
 
-    def __init__(self, db: _Runner) -> None:
+    def __init__(self, db: SqliteRunner) -> None:
         self._db = db
 
     def shard_of(self, graph: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from domain.edge import Direction
 from domain.ports import LoggedEvent
@@ -25,11 +25,14 @@ from domain.schema import Schema, schema_from_dict
 from domain.values import PropertyValue, epoch_micros, from_epoch_micros, properties_from_json, properties_json
 from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeView
 from domain.errors import Internal
+from infrastructure.persistence.sqlite.connection import SqliteRunner
 from infrastructure.persistence.sqlite.event_log import SHARD
 
 # The read model's table layout. A file projected under another layout is rebuilt from the
 # event log at start-up (``prepare_read_model``): the read model is derived data.
 READ_MODEL_LAYOUT = 3
+
+T = TypeVar("T")
 
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS rm_nodes (
@@ -303,17 +306,18 @@ def _node_from_row(row: sqlite3.Row) -> NodeView:
 class SqliteReadModel:
     """ReadModel port over a reader pool (or any object with ``async run(fn)``)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: SqliteRunner) -> None:
         self._db = db
         self.round_trips = 0
 
-    async def _run_point(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _run_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A read of a handful of rows: on the loop's thread when the pool offers it."""
         self.round_trips += 1
-        inline = getattr(self._db, "run_inline", None)
+        inline: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]] | None = getattr(
+            self._db, "run_inline", None)  # SqliteReaderPool.run_inline
         return await (inline(fn) if inline is not None else self._db.run(fn))
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self.round_trips += 1
         return await self._db.run(fn)
 
@@ -369,8 +373,8 @@ class SqliteReadModel:
                     for r in c.execute(sql, params)]
         return await self._run(q)
 
-    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple | None,
-                         limit: int) -> list[tuple[tuple, NodeView]]:
+    async def scan_nodes(self, graph: str, access: NodeAccess, *, after: tuple[Any, ...] | None,
+                         limit: int) -> list[tuple[tuple[Any, ...], NodeView]]:
         kind = access.kind.value
         params: list[Any]
         if kind == "TYPE_SCAN":
@@ -407,7 +411,7 @@ class SqliteReadModel:
         params.append(limit)
         range_scan = kind == "INDEX_RANGE"
 
-        def q(c: sqlite3.Connection) -> list[tuple[tuple, NodeView]]:
+        def q(c: sqlite3.Connection) -> list[tuple[tuple[Any, ...], NodeView]]:
             return [((r["index_value"], r["id"]) if range_scan else (r["id"],), _node_from_row(r))
                     for r in c.execute(sql, params)]
         return await self._run(q)
@@ -432,7 +436,7 @@ class SqliteProjectionTransaction:
         # nodes this transaction created from nothing: they have no index entries to delete yet
         self._unindexed: set[tuple[str, str]] = set()
 
-    def node_meta(self, graph: str, node_id: str) -> Any:
+    def node_meta(self, graph: str, node_id: str) -> _NodeMeta | None:
         key = (graph, node_id)
         if key not in self._meta:
             row = self.c.execute("SELECT type, version, deleted, create_time FROM rm_nodes WHERE graph = ? AND id = ?",
@@ -610,8 +614,8 @@ class SqliteProjectionTransaction:
         updates = []
         for (graph, node), deltas in per_node.items():
             counts = {(t, d.value): c for (t, d), c in unpack_counts(current.get((graph, node), "")).items()}
-            for key, delta in deltas.items():
-                counts[key] = counts.get(key, 0) + delta
+            for count_key, delta in deltas.items():
+                counts[count_key] = counts.get(count_key, 0) + delta
             updates.append((pack_counts(counts), graph, node))
         self.c.executemany("UPDATE rm_nodes SET edge_counts = ? WHERE graph = ? AND id = ?", updates)
 
@@ -769,7 +773,7 @@ def prepare_read_model(conn: sqlite3.Connection) -> bool:
 class SqliteProjectionStore:
     """The projector's writer: applies a batch and moves the checkpoint in ONE transaction."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: SqliteRunner) -> None:
         self._db = db
 
     async def ensure_schema(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from functools import lru_cache
 from itertools import chain
-from typing import Sequence
+from typing import Any, Sequence
 
 _flatten = chain.from_iterable  # rows -> one parameter list (twice as fast as a nested comprehension)
 ROWS_PER_STATEMENT = 500  # far below SQLite's 32766 bound variables for every table here
@@ -18,7 +18,7 @@ def values_list(rows: int, columns: int) -> str:
     return ",".join([row] * rows)
 
 
-def insert_rows(c: sqlite3.Connection, head: str, columns: int, rows: Sequence[tuple], tail: str = "") -> int:
+def insert_rows(c: sqlite3.Connection, head: str, columns: int, rows: Sequence[tuple[Any, ...]], tail: str = "") -> int:
     """``head VALUES (...),(...) tail``: one statement per 500 rows, each atomic.
     Returns the rowid of the last row inserted (0 if none)."""
     last = 0
@@ -30,7 +30,7 @@ def insert_rows(c: sqlite3.Connection, head: str, columns: int, rows: Sequence[t
 
 
 def select_keys(c: sqlite3.Connection, select: str, table: str, key_columns: Sequence[str],
-                keys: Sequence[tuple]) -> list[sqlite3.Row]:
+                keys: Sequence[tuple[Any, ...]]) -> list[sqlite3.Row]:
     """Rows of ``table`` (aliased ``t``) whose key columns equal one of ``keys``: a join
     against a VALUES list, so every key is one primary-key search (a row-value IN scans)."""
     on = " AND ".join(f"t.{col} = k.column{i + 1}" for i, col in enumerate(key_columns))

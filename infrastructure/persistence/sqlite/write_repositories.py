@@ -46,14 +46,14 @@ if TYPE_CHECKING:
 
 Write = Callable[[sqlite3.Connection], None]
 # (sync loader run on the connection thread, applier run back on the event loop)
-Loader = tuple[Callable[[sqlite3.Connection], list], Callable[[list], None]]
+Loader = tuple[Callable[[sqlite3.Connection], list[sqlite3.Row]], Callable[[list[sqlite3.Row]], None]]
 
 def unique_value_key(value: PropertyValue) -> str:
     """The stored form of a unique value: JSON keeps kinds apart (1, "1", true, 1.0)."""
     return json.dumps(encode_value(value), separators=(",", ":"), sort_keys=True)
 
 
-def _first_and_last(writes: dict, key: Any, first: str, final: Any) -> None:
+def _first_and_last(writes: dict[Any, list[Any]], key: Any, first: str, final: Any) -> None:
     """Record a change of ``key``: the first change says what the store held before this
     unit of work (an insert: nothing; a delete: a row), the last what it must hold after."""
     seen = writes.get(key)
@@ -139,7 +139,7 @@ def node_from_snapshot(snap: Node) -> Node:
                 snap.update_time, snap.deleted)
 
 
-def _node_row(node: Node) -> tuple:
+def _node_row(node: Node) -> tuple[Any, ...]:
     return (node.graph, node.id, node.type, properties_json(node.properties), node.version,
             epoch_micros(node.create_time), epoch_micros(node.update_time), int(node.deleted))
 
@@ -184,10 +184,10 @@ class SqliteNodeRepository:
         return self._learned
 
     def _load_many(self, keys: Sequence[tuple[str, str]]) -> Loader:
-        def load(c: sqlite3.Connection) -> list:
+        def load(c: sqlite3.Connection) -> list[sqlite3.Row]:
             return select_keys(c, _NODE_SELECT, "nodes", ("graph", "id"), keys)
 
-        def apply(rows: list) -> None:
+        def apply(rows: list[sqlite3.Row]) -> None:
             self._remember_rows(rows)
             found = {(r["graph"], r["id"]) for r in rows}
             self._absent.update(k for k in keys if k not in found)
@@ -210,11 +210,11 @@ class SqliteNodeRepository:
                 continue
         claims = [k for k in dict.fromkeys(claims) if k not in self._holders]
         if claims:
-            def load(c: sqlite3.Connection) -> list:
+            def load(c: sqlite3.Connection) -> list[sqlite3.Row]:
                 return select_keys(c, "t.graph, t.node_type, t.property, t.value, t.node_id", "unique_claims",
                                    _CLAIM_KEY, claims)
 
-            def apply(rows: list) -> None:
+            def apply(rows: list[sqlite3.Row]) -> None:
                 for k in claims:
                     self._holders.setdefault(k, None)
                 for r in rows:
@@ -408,10 +408,10 @@ class SqliteEdgeRepository:
 
     # --- loading ------------------------------------------------------------------------
     def _load_many(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
-        def load(c: sqlite3.Connection) -> list:
+        def load(c: sqlite3.Connection) -> list[sqlite3.Row]:
             return select_keys(c, _EDGE_SELECT, "edges", _EDGE_KEY, keys)
 
-        def apply(rows: list) -> None:
+        def apply(rows: list[sqlite3.Row]) -> None:
             for k in keys:
                 self._edges.setdefault(k, _ABSENT)
             for r in rows:
@@ -422,11 +422,11 @@ class SqliteEdgeRepository:
         return load, apply
 
     def _load_counters(self, keys: Sequence[tuple[str, str, str, str]]) -> Loader:
-        def load(c: sqlite3.Connection) -> list:
+        def load(c: sqlite3.Connection) -> list[sqlite3.Row]:
             return select_keys(c, "t.graph, t.node, t.type, t.direction, t.count", "edge_counters", _COUNTER_KEY,
                                keys)
 
-        def apply(rows: list) -> None:
+        def apply(rows: list[sqlite3.Row]) -> None:
             for k in keys:
                 self._counts.setdefault(k, 0)
             for r in rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncGenerator
 
 from domain.errors import FieldViolation, Reason, ValidationFailed
 from domain.ports import EventLog, LoggedEvent
@@ -27,14 +27,15 @@ class WatchEventsHandler:
         self._log = event_log
         self._poll = poll_interval
 
-    async def __call__(self, query: WatchEvents) -> AsyncIterator[LoggedEvent]:
+    async def __call__(self, query: WatchEvents) -> AsyncGenerator[LoggedEvent, None]:
+        """The stream (a generator: the caller ``aclose()``s it when the client goes away)."""
         if query.after_position < 0:
             raise ValidationFailed("after_position must not be negative", reason=Reason.INVALID_ARGUMENT,
                                    violations=[FieldViolation("after_position", "must be >= 0")])
         size = page_size(query.page_size)
         return self._stream(query.graph, query.after_position, size)
 
-    async def _stream(self, graph: str, position: int, size: int) -> AsyncIterator[LoggedEvent]:
+    async def _stream(self, graph: str, position: int, size: int) -> AsyncGenerator[LoggedEvent, None]:
         # A graph's events all live in one log shard, so one position is the whole cursor.
         shard = self._log.shard_of(graph)
         while True:

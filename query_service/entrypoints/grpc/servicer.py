@@ -19,12 +19,11 @@ from infrastructure.grpc.convert import (
     edge_to_proto,
     event_to_proto,
     node_into_proto_memo,
-    node_name,
     node_to_proto,
     optional_datetime,
     schema_to_proto,
 )
-from infrastructure.grpc.names import parse_graph_name, parse_node_name, parse_node_name_in
+from infrastructure.grpc.names import node_name, parse_graph_name, parse_node_name, parse_node_name_in
 from query_service.app.application import QueryApplication
 from query_service.app.consistency import Consistency
 from query_service.app.queries.batch_get_nodes import BatchGetNodes
