@@ -231,7 +231,7 @@ class DynamoWriteStore:
                 raise _LogMoved() from None
             raise
 
-    async def commit(self, state: TransactionBuilder, events: Sequence[DomainEvent],
+    async def commit_staged(self, state: TransactionBuilder, events: Sequence[DomainEvent],
                      pending: Sequence[PendingIdempotencyRecord], touched: Sequence[str]) -> CommitResult:
         """Send a unit of work's staged ``state``, ``events`` and ``pending`` records."""
         log = _LogAppend(events)
@@ -361,7 +361,7 @@ class DynamoUnitOfWork:
         self.schemas.stage(state)
         stage_type_counters(state, table, self.nodes.type_deltas(), self.edges.type_deltas())
         self.cascades.stage(state)
-        result = await self._store.commit(state, events, pending, list(self._touched))
+        result = await self._store.commit_staged(state, events, pending, list(self._touched))
         self._state = "committed"
         return result
 
