@@ -145,6 +145,15 @@ class DynamoWriteStore:
     """The write model on DynamoDB over one shared ``DynamoClient`` (not closed by
     ``close()`` unless ``owns_client``)."""
 
+    # The edge entries one command should add or remove at most (the command service's
+    # TransactionLimits.max_edges_per_transaction and cascade batch). The app counts
+    # logical edges, this store counts items: removing an edge costs ~3 items (its two
+    # mirrors and the neighbour's counter), so 25 keeps a DeleteNode, with its node,
+    # counters, released claims and log items, well inside one 100-item transaction
+    # (SQLite's 100 would not fit). Adding edges costs more (endpoint checks: up to 6
+    # items each); a BatchWrite past 100 items is refused by the store anyway.
+    max_edges_per_transaction = 25
+
     def __init__(self, client: DynamoClient, *, clock: Clock | None = None,
                  commit_retry: RetryPolicy = DEFAULT_COMMIT_RETRY,
                  remembered_records: int = DEFAULT_REMEMBERED_RECORDS, owns_client: bool = False) -> None:

@@ -264,3 +264,19 @@ async def test_acyclic_edges_are_checked_over_out_neighbours(app):
     await app.dispatch(AddEdge(G, "a", "manages", "d"))  # a shortcut closes no cycle
     async with app.store.unit_of_work() as uow:
         assert await uow.edges.topology_version(G, "manages") == 4
+
+
+async def test_deleting_a_node_with_as_many_edges_as_the_store_suggests_fits_one_transaction(dynamo, sent):
+    limit = DynamoWriteStore.max_edges_per_transaction
+    app = await make_app(dynamo, max_edges_per_transaction=limit)
+    try:
+        await app.dispatch(BatchWrite(G, (user("hub", email="hub@example.com", badge=7),
+                                          *(user(f"n{i}") for i in range(limit)))))
+        for start in range(0, limit, 10):
+            await app.dispatch(BatchWrite(G, tuple(edge("hub", "manages", f"n{i}")
+                                                   for i in range(start, min(limit, start + 10)))))
+        result = await app.dispatch(with_id(DeleteNode(G, "hub")))
+        assert (result.removed_edges, result.cascade_pending) == (limit, False)
+        assert len(sent[-1]) == 3 * limit + 9 <= 100  # + node, 2 claims, counter, 2 type counters, 3 for the log
+    finally:
+        await app.close()
