@@ -68,4 +68,5 @@ class NodeIdentityMap:
 
     def stored_version(self, node: Node) -> int:
         """The version the store holds for ``node`` (one below, if never loaded here)."""
-        return self._stored_version.get((node.graph, node.id), node.version - 1)
+        version: int = self._stored_version.get((node.graph, node.id), node.version - 1)
+        return version

@@ -10,4 +10,14 @@
 - ``errors``: what a call raises besides domain errors (``ConditionFailed``,
   ``TransactionCancelled``) for an adapter to map to the domain's errors.
 - ``admin``: create / check / delete the tables of deploy/dynamodb/tables.py.
+
+The write side (command service, ADR 0009 "The write side"):
+
+- ``write_store``: ``DynamoWriteStore`` and ``DynamoUnitOfWork`` — consistent reads,
+  staged changes, ONE TransactWriteItems per commit (retried only when the log head moved).
+- ``write_repositories``: schema, node, edge, idempotency and cascade-job repositories:
+  identity maps, staging, the item codecs and each item's condition.
+- ``transaction``: ``TransactionBuilder`` and ``Guard`` (item index -> the domain error
+  its failed condition means).
+- ``event_log``: ``DynamoEventLog`` — per-graph shards of commit records.
 """

@@ -103,6 +103,9 @@ class ClientOptions:
 
     # BatchGetItem / BatchWriteItem requests one batch call runs at once
     batch_concurrency: int = 8
+    # Query requests one ``gather_bounded`` call runs at once (a BFS frontier's adjacency
+    # reads); keep it <= max_pool_connections
+    query_concurrency: int = 32
     # retries of UnprocessedKeys / UnprocessedItems
     unprocessed_retry: RetryPolicy = field(default_factory=RetryPolicy)
     # botocore "standard" mode: attempts per call in total (1 = no SDK retry)
@@ -485,12 +488,20 @@ class DynamoClient:
             attempt += 1
             pending = {table: unprocessed[table]}
 
-    async def _bounded(self, calls: list[Awaitable[T]]) -> list[T]:
-        """Run ``calls`` at most ``options.batch_concurrency`` at a time; the first failure
-        cancels the rest and is raised as is."""
+    async def gather_bounded(self, calls: Sequence[Awaitable[T]], *, concurrency: int | None = None) -> list[T]:
+        """Run independent calls (e.g. one ``query_all`` per frontier node) at most
+        ``concurrency`` (default ``options.query_concurrency``) at a time; results in
+        order. The first failure cancels the rest and is raised as is."""
+        return await self._bounded(list(calls), concurrency or self.options.query_concurrency)
+
+    async def _bounded(self, calls: list[Awaitable[T]], concurrency: int | None = None) -> list[T]:
+        """Run ``calls`` at most ``concurrency`` (default ``options.batch_concurrency``) at
+        a time; the first failure cancels the rest and is raised as is."""
+        if not calls:
+            return []
         if len(calls) == 1:
             return [await calls[0]]
-        semaphore = asyncio.Semaphore(max(1, self.options.batch_concurrency))
+        semaphore = asyncio.Semaphore(max(1, concurrency or self.options.batch_concurrency))
 
         async def limited(call: Awaitable[T]) -> T:
             async with semaphore:

@@ -23,7 +23,7 @@ write   {g}#S                                        {version:020d}     schema v
 write   {g}#R#{request id}                           R                  idempotency record
 write   {g}#V#{edge type}                            V                  topology version
 log     {g}#L#{bucket}                               head               shard sequence
-log     {g}#L#{bucket}                               {seq:020d}         event
+log     {g}#L#{bucket}                               {last:020d}        commit record
 log     #shards                                      {g}                shard registry
 read    {g}#N#{node}                                 V                  node view
 read    {g}#N#{node}                                 X#{property}       node index entry
@@ -99,8 +99,8 @@ MAX_CLAIM_VALUE_BYTES = 1024
 SHARD_REGISTRY_PARTITION = "#shards"
 PENDING_CASCADE = "#cascade"
 LOG_HEAD_SK = "head"
-# Event sort keys are 20-digit zero-padded sequences (>= 1): they sort below LOG_HEAD_SK.
-LOG_EVENT_SK_MAX = "9" * 20
+# Commit-record sort keys are 20-digit zero-padded positions (>= 1): they sort below LOG_HEAD_SK.
+LOG_RECORD_SK_MAX = "9" * 20
 
 _ESCAPES = {"%": "%25", "#": "%23", " ": "%20"}
 _NEEDS_ESCAPE = re.compile(r"[%# ]")
@@ -221,9 +221,11 @@ def parse_pending_sk(sk: str) -> tuple[int, str, str]:
 # --- write table: per-graph items ---------------------------------------------------------
 
 def type_counter_key(graph: str, kind: TypeKind, type_name: str, bucket: int) -> Key:
-    """One of TYPE_COUNTER_BUCKETS counters of the nodes (or edges) of a type: a create
-    increments bucket ``stable_bucket(id, TYPE_COUNTER_BUCKETS)``, so a busy type spreads
-    over several partitions; ``count_of_type`` reads all of them (one BatchGetItem)."""
+    """One of TYPE_COUNTER_BUCKETS counters of the live nodes (or edges) of a type. Only
+    their SUM means anything: a transaction adds its net change for the type to ONE bucket
+    it picks at random (one item per type per transaction, however many nodes it
+    touches), so a busy type's writes spread over several partitions and a single bucket
+    may go negative. ``count_of_type`` reads all of them (one BatchGetItem)."""
     if not 0 <= bucket < TYPE_COUNTER_BUCKETS:
         raise ValueError(f"bucket {bucket} is outside [0, {TYPE_COUNTER_BUCKETS})")
     tag = {"node": "N", "edge": "E"}[kind]
@@ -292,23 +294,31 @@ def log_partition(graph: str, bucket: int) -> str:
 
 def log_head_key(graph: str, bucket: int) -> Key:
     """The shard's gap-free sequence: the last position written (attribute set by the
-    adapter), advanced with a condition in the command's own transaction."""
+    adapter), advanced from n to n + k with a condition ``seq = n`` in the command's own
+    transaction, next to the commit record(s) holding positions n+1..n+k."""
     return _key(log_partition(graph, bucket), LOG_HEAD_SK)
 
 
-def log_event_sk(position: int) -> str:
-    if not 1 <= position < 10**20:
-        raise ValueError(f"log positions are 1..10^20-1, got {position}")
-    return f"{position:020d}"
+def log_record_sk(last_position: int) -> str:
+    """A commit record's sort key: the LAST position it holds, 20 digits zero-padded."""
+    if not 1 <= last_position < 10**20:
+        raise ValueError(f"log positions are 1..10^20-1, got {last_position}")
+    return f"{last_position:020d}"
 
 
-def log_event_key(graph: str, bucket: int, position: int) -> Key:
-    return _key(log_partition(graph, bucket), log_event_sk(position))
+def log_record_key(graph: str, bucket: int, last_position: int) -> Key:
+    """A commit record: the events at positions first..last of one commit, in one item
+    (split into several records only past ~350 KB), keyed by its last position."""
+    return _key(log_partition(graph, bucket), log_record_sk(last_position))
 
 
-def log_events_after(position: int) -> tuple[str, str]:
-    """Bounds for ``sk BETWEEN :lo AND :hi``: the events after ``position``, head excluded."""
-    return f"{position + 1:020d}", LOG_EVENT_SK_MAX
+def log_records_after(position: int) -> tuple[str, str]:
+    """Bounds for ``sk BETWEEN :lo AND :hi``: the records holding an event after
+    ``position`` (head excluded). Records are keyed by their last position, so the first
+    one returned may also hold events at or before ``position``: the reader drops them."""
+    if position < 0:
+        raise ValueError(f"log positions are >= 0, got {position}")
+    return f"{position + 1:020d}", LOG_RECORD_SK_MAX
 
 
 def shard_registry_key(graph: str) -> Key:

@@ -214,7 +214,7 @@ async def test_a_failed_condition_cancels_the_whole_transaction_with_reasons_by_
 
 async def test_transactions_span_tables(dynamo):
     await dynamo.transact_write([put(node_item(1), dynamo.tables.write),
-                                 put({**k.log_event_key(G, 0, 1), "body": string("{}")}, dynamo.tables.log),
+                                 put({**k.log_record_key(G, 0, 1), "body": string("{}")}, dynamo.tables.log),
                                  put({**k.log_head_key(G, 0), "seq": num(1)}, dynamo.tables.log)])
     got = await dynamo.transact_get([(dynamo.tables.write, k.node_key(G, "n1")),
                                       (dynamo.tables.log, k.log_head_key(G, 0)),

@@ -26,7 +26,7 @@ def every_key(graph: str, a: str, b: str, t: str, p: str) -> list[dict]:
         k.edge_counter_key(graph, a, t, Direction.OUT), k.edge_counter_key(graph, a, t, Direction.IN),
         k.cascade_job_key(graph, a), k.type_counter_key(graph, "node", t, 0), k.type_counter_key(graph, "edge", t, 0),
         k.unique_claim_key(graph, t, p, a), k.schema_key(graph, 1), k.idempotency_key(graph, a),
-        k.topology_key(graph, t), k.log_head_key(graph, 0), k.log_event_key(graph, 0, 1),
+        k.topology_key(graph, t), k.log_head_key(graph, 0), k.log_record_key(graph, 0, 1),
         k.node_view_key(graph, a), k.node_index_entry_key(graph, a, p), k.edge_view_key(graph, a, t, b),
         k.adjacency_head_key(graph, a, Direction.OUT, t), k.adjacency_chunk_key(graph, a, Direction.IN, t, 1),
         k.schema_view_key(graph), k.checkpoint_key(graph, 0, a), k.lease_key(graph, 0, a),
@@ -133,16 +133,16 @@ def test_composite_sort_keys_order_like_tuples():
 def test_numbered_sort_keys_order_numerically():
     versions = [1, 2, 9, 10, 11, 100, 12345678901]
     assert sorted(versions, key=lambda v: get_str(k.schema_key(G, v), "sk")) == versions
-    positions = [get_str(k.log_event_key(G, 0, p), "sk") for p in (1, 2, 10, 10**19)]
+    positions = [get_str(k.log_record_key(G, 0, p), "sk") for p in (1, 2, 10, 10**19)]
     assert positions == sorted(positions)
-    lo, hi = k.log_events_after(9)
-    assert lo == get_str(k.log_event_key(G, 0, 10), "sk")
+    lo, hi = k.log_records_after(9)
+    assert lo == get_str(k.log_record_key(G, 0, 10), "sk")
     assert all(lo <= p <= hi for p in positions[2:]) and not lo <= positions[1] <= hi
-    assert not lo <= k.LOG_HEAD_SK <= hi  # the sequence item is never read as an event
+    assert not lo <= k.LOG_HEAD_SK <= hi  # the sequence item is never read as a record
 
 
 def test_out_of_range_numbers_are_refused():
-    for call in (lambda: k.schema_key(G, 0), lambda: k.log_event_key(G, 0, 0),
+    for call in (lambda: k.schema_key(G, 0), lambda: k.log_record_key(G, 0, 0),
                  lambda: k.adjacency_chunk_key(G, "n", Direction.OUT, "t", 0),
                  lambda: k.type_counter_key(G, "node", "T", k.TYPE_COUNTER_BUCKETS),
                  lambda: k.type_index_partition(G, "T", -1), lambda: k.log_partition(G, -1)):
