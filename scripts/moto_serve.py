@@ -22,9 +22,10 @@ from typing import Any
 
 def patch_transactions() -> None:
     import moto.dynamodb.models as models
-    from moto.dynamodb.models import DynamoDBBackend, Table
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
 
-    real_copy = models.copy
+    real_copy = getattr(models, "copy")  # the module moto's models call copy.deepcopy through
 
     class _NoTableCopy:
         """``copy`` for moto's dynamodb models: a Table is not copied (the per-item backup
@@ -39,7 +40,7 @@ def patch_transactions() -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(real_copy, name)
 
-    models.copy = _NoTableCopy()  # type: ignore[assignment]
+    setattr(models, "copy", _NoTableCopy())
     original = DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
