@@ -71,7 +71,7 @@ def child_env() -> dict[str, str]:
 
 
 class MotoServer:
-    """``python -m moto.server`` on 127.0.0.1; ``start()`` returns once it answers TCP."""
+    """moto's server (``scripts/moto_serve.py``) on 127.0.0.1; ``start()`` returns once it answers TCP."""
 
     def __init__(self, port: int = 0, *, start_timeout: float = START_TIMEOUT_SECONDS) -> None:
         self.requested_port = port
@@ -109,7 +109,8 @@ class MotoServer:
     def _spawn(self) -> None:
         self._log = tempfile.TemporaryFile(prefix="moto-server-")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            # moto.server, with a per-item (not per-table) transaction backup: scripts/moto_serve.py
+            [sys.executable, str(ROOT / "scripts" / "moto_serve.py"), "-H", HOST, "-p", str(self.port)],
             cwd=str(ROOT), env=child_env(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent)
         deadline = time.monotonic() + self.start_timeout

@@ -6,7 +6,8 @@ see ``attributes``); ``*_partition`` functions return the bare pk string for a Q
 Grammar. A key is ``#``-separated components and starts with the graph id (the unit of
 tenancy: nothing reads across graphs). The only exceptions are system partitions that
 start with ``#`` — which no graph id can (``[a-z][a-z0-9-]*``): the shard registry
-(``#shards``) and the cascade-job index value (``#cascade``). The second component is a
+(``#shards``), the cascade-job index value (``#cascade``) and the shards a projector has a
+checkpoint in (``#projections#{projector}``). The second component is a
 one-letter tag naming the item family, so families never collide:
 
 ======  ===========================================  ==================================
@@ -29,10 +30,12 @@ read    {g}#N#{node}                                 V                  node vie
 read    {g}#N#{node}                                 X#{property}       node index entry
 read    {g}#E#{source}#{type}#{target}               E                  edge view
 read    {g}#A#{node}#{O|I}#{type}                    H                  adjacency head
+read    {g}#A#{node}#{O|I}#{type}                    D                  sealed-chunk directory
 read    {g}#A#{node}#{O|I}#{type}#{chunk}            C                  sealed chunk
 read    {g}#S                                        S                  schema view
 read    {g}#P#{bucket}                               C#{projector}      checkpoint
 read    {g}#P#{bucket}                               L#{projector}      projector lease
+read    #projections#{projector}                     {shard}            projected shard
 ======  ===========================================  ==================================
 
 Global secondary indexes (names and attributes in deploy/dynamodb/tables.py):
@@ -429,6 +432,18 @@ def adjacency_chunk_key(graph: str, node_id: str, direction: Direction, edge_typ
     return _key(f"{adjacency_partition(graph, node_id, direction, edge_type)}#{chunk}", "C")
 
 
+def adjacency_directory_key(graph: str, node_id: str, direction: Direction, edge_type: str) -> Key:
+    """The directory of a list's sealed chunks (per chunk: entries, oldest and newest create
+    time), beside its head. Only lists with sealed chunks have one; it is read when a page
+    or a removal must go past the head (ADR 0012)."""
+    return _key(adjacency_partition(graph, node_id, direction, edge_type), "D")
+
+
+def adjacency_node_prefix(graph: str, node_id: str) -> str:
+    """The common start of the pks of every adjacency item (heads, directories, chunks) of a node."""
+    return f"{escape(graph)}#A#{escape(node_id)}#"
+
+
 def schema_view_key(graph: str) -> Key:
     return _key(f"{escape(graph)}#S", "S")
 
@@ -445,6 +460,24 @@ def checkpoint_key(graph: str, bucket: int, projector: str) -> Key:
 def lease_key(graph: str, bucket: int, projector: str) -> Key:
     """Which replica projects the shard for ``projector``, until when (conditional puts)."""
     return _key(projection_partition(graph, bucket), f"L#{escape(projector)}")
+
+
+PROJECTIONS_PARTITION_PREFIX = "#projections#"
+
+
+def projection_index_partition(projector: str) -> str:
+    """The shards a projector has a checkpoint in: one Query lists them (``positions``)."""
+    return PROJECTIONS_PARTITION_PREFIX + escape(projector)
+
+
+def projection_index_key(projector: str, shard: str) -> Key:
+    """Written once, when the projector first checkpoints ``shard`` (not in its transactions,
+    so projectors of different shards never write a common item)."""
+    return _key(projection_index_partition(projector), escape(shard))
+
+
+def parse_projection_index_sk(sk: str) -> str:
+    return unescape(sk)
 
 
 # --- value encodings ----------------------------------------------------------------------
