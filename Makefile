@@ -20,7 +20,8 @@ BUF_DEPS_DIR := build/buf-deps
 help:
 	@echo "make venv    - create .venv with the pinned dependencies"
 	@echo "make protos  - generate Python code from protos/ into ./edgewise"
-	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db)"
+	@echo "make run     - start the command and query services on SQLite (./var/edgewise.db);"
+	@echo "               make run STORE=dynamodb: on DynamoDB (a local moto stand-in unless EDGEWISE_DYNAMODB_ENDPOINT is set)"
 	@echo "make test    - run the test suite"
 	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks) + mypy"
 	@echo "make bench   - Edgewise vs PostgreSQL benchmarks, regenerates docs/benchmarks.md (BENCH_SCALE, BENCH_ARGS); not part of make test"
@@ -65,8 +66,12 @@ mypy: $(VENV_STAMP)
 
 lint: buf-lint import-lint ruff mypy
 
+# STORE=dynamodb: without EDGEWISE_DYNAMODB_ENDPOINT, a local stand-in (moto on 127.0.0.1,
+# in memory) is started with the tables; with it, that endpoint is used (see the README).
+STORE ?= sqlite
 run: $(VENV_STAMP) $(PROTO_STAMP)
 	mkdir -p var
+	EDGEWISE_STORE="$${EDGEWISE_STORE:-$(STORE)}" \
 	EDGEWISE_DB_PATH="$${EDGEWISE_DB_PATH:-./var/edgewise.db}" \
 	EDGEWISE_TOKEN_SECRET="$${EDGEWISE_TOKEN_SECRET:-dev-only-insecure-token-secret}" \
 		$(PY) scripts/run_stack.py

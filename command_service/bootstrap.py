@@ -100,11 +100,31 @@ def build_application(*, store: WriteStore, clock: Clock, ids: IdGenerator, sign
     return CommandApplication(bus=bus, store=store, cascade_worker=worker, tokens=tokens)
 
 
+async def open_store(settings: Settings) -> WriteStore:
+    """The write store ``EDGEWISE_STORE`` names (the only place an engine is chosen)."""
+    if settings.store == "dynamodb":
+        # imported only when chosen: a SQLite process never loads the AWS SDK
+        from infrastructure.persistence.dynamodb.client import DynamoClient
+        from infrastructure.persistence.dynamodb.write_store import DynamoWriteStore
+
+        client = await DynamoClient.open(settings.dynamodb)
+        try:
+            await client.check_tables()  # unreachable endpoint, missing tables: one clear line
+        except BaseException:
+            await client.close()
+            raise
+        return DynamoWriteStore(client, owns_client=True)
+    return await SqliteWriteStore.open(settings.db_path)
+
+
 async def bootstrap(settings: Settings) -> CommandApplication:
-    store = await SqliteWriteStore.open(settings.db_path)
+    store = await open_store(settings)
+    # One transaction's edge budget is the store's: 100 edge rows on SQLite, ~25 edges
+    # (each several items) in DynamoDB's 100-item TransactWriteItems.
     return build_application(store=store, clock=SystemClock(), ids=Uuid4Ids(),
                              signer=TokenSigner(settings.token_secret),
-                             limits=TransactionLimits(max_cycle_check_nodes=settings.cycle_check_max_nodes))
+                             limits=TransactionLimits(max_edges_per_transaction=store.max_edges_per_transaction,
+                                                      max_cycle_check_nodes=settings.cycle_check_max_nodes))
 
 
 def build_for_tests(store: WriteStore, *, clock: Clock | None = None, ids: IdGenerator | None = None,

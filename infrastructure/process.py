@@ -15,6 +15,7 @@ from typing import Any
 
 from grpc import aio
 
+from domain.errors import Unavailable
 from infrastructure.config import ConfigError, Settings
 from infrastructure.grpc.interceptors import default_interceptors
 from infrastructure.grpc.server import serve_until_signalled, start_server
@@ -22,6 +23,7 @@ from infrastructure.logging import configure_logging
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
+EXIT_STORE_UNAVAILABLE = 3
 
 _PR_SET_PDEATHSIG = 1
 
@@ -64,7 +66,11 @@ def run_service(name: str, main: Callable[[Settings], Coroutine[Any, Any, None]]
         print(f"edgewise {name}: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     configure_logging(settings.log_level)
-    asyncio.run(main(settings))
+    try:
+        asyncio.run(main(settings))
+    except Unavailable as exc:  # the store is unreachable or not set up: one line, no traceback
+        print(f"edgewise {name}: cannot start: {exc.message}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
     return EXIT_OK
 
 

@@ -25,7 +25,7 @@ from infrastructure.tokens import TokenSigner
 from query_service.app.application import Queries, QueryApplication
 from query_service.app.consistency import ConsistencyGate
 from query_service.app.paging import PageTokens
-from query_service.app.ports import ProjectionStore, ReadModel
+from query_service.app.ports import ProjectionLease, ProjectionStore, ReadModel
 from query_service.app.queries.batch_get_nodes import BatchGetNodesHandler
 from query_service.app.queries.count_edges import CountEdgesHandler
 from query_service.app.queries.find_path import FindPathHandler
@@ -51,7 +51,8 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
                       projector_enabled: bool, poll_interval: float = 0.05,
                       time_remaining: Callable[[], float | None] = time_remaining,
                       traverse_engine: str = "batched", max_consistency_wait: float = 5.0,
-                      cache: ReadCache | None = None, cache_head_size: int = DEFAULT_HEAD_SIZE) -> QueryApplication:
+                      cache: ReadCache | None = None, cache_head_size: int = DEFAULT_HEAD_SIZE,
+                      lease: ProjectionLease | None = None) -> QueryApplication:
     """The same wiring for production and component tests (any adapters). With ``cache``, every
     handler reads through it, and the projector (or, in a process that does not project, a
     tailer of the event log) drops its entries before the projection progress moves."""
@@ -69,7 +70,7 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
     else:  # another process projects: follow its stored checkpoint
         progress = ProjectionProgress(refresh=lambda: store.positions(PROJECTOR_NAME), poll_interval=poll_interval)
     projector = Projector(log=event_log, store=store, progress=progress,
-                          poll_interval=poll_interval) if projector_enabled else None
+                          poll_interval=poll_interval, lease=lease) if projector_enabled else None
     if projector is not None:
         progress.on_behind = projector.wake
     gate = ConsistencyGate(signer=signer, progress=progress, event_log=event_log, time_remaining=time_remaining,
@@ -92,6 +93,44 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
 
 
 async def bootstrap(settings: Settings) -> QueryApplication:
+    if settings.store == "dynamodb":
+        return await bootstrap_dynamodb(settings)
+    return await bootstrap_sqlite(settings)
+
+
+async def bootstrap_dynamodb(settings: Settings) -> QueryApplication:
+    # imported only when chosen: a SQLite process never loads the AWS SDK
+    from infrastructure.persistence.dynamodb.client import DynamoClient
+    from infrastructure.persistence.dynamodb.event_log import DynamoEventLog
+    from infrastructure.persistence.dynamodb.lease import DynamoProjectionLease
+    from infrastructure.persistence.dynamodb.projection import DynamoProjectionStore
+    from infrastructure.persistence.dynamodb.read_model import DynamoReadModel
+
+    client = await DynamoClient.open(settings.dynamodb)
+    try:
+        await client.check_tables()  # unreachable endpoint, missing tables: one clear line
+        # Every query process may project; the lease on each shard lets exactly one do it.
+        lease = DynamoProjectionLease(client, projector=PROJECTOR_NAME) if settings.projector_enabled else None
+        store = DynamoProjectionStore(client, lease=lease)
+        cache = ReadCache(settings.read_cache_mb << 20) if settings.read_cache_mb > 0 else None
+        app = build_application(
+            read_model=DynamoReadModel(client), store=store, event_log=DynamoEventLog(client),
+            signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
+            poll_interval=settings.projector_poll_interval_ms / 1000.0,
+            traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=DEFAULT_HEAD_SIZE,
+            lease=lease)
+        if app.projector is not None:
+            await app.projector.start_position()
+        if app.tailer is not None:
+            await app.tailer.start_position()
+    except BaseException:
+        await client.close()
+        raise
+    app.closers.append(client.close)
+    return app
+
+
+async def bootstrap_sqlite(settings: Settings) -> QueryApplication:
     writer = await SqliteConnection(settings.db_path, name="sqlite-read-model-writer").open()
     await writer.run(relax_projection_durability)  # only this connection: the projector's
     # The query service may start before the command service: create what it reads.

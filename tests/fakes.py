@@ -77,6 +77,8 @@ class _State:
 
 
 class InMemoryWriteStore:
+    max_edges_per_transaction = 100
+
     def __init__(self) -> None:
         self.state = _State()
         self.log: list[LoggedEvent] = []

@@ -37,6 +37,12 @@ class WriteStore(Protocol):
     """A write-side storage engine as the composition root wires it (command_service.bootstrap):
     ``SqliteWriteStore``, the DynamoDB store, the in-memory fake of the unit tests."""
 
+    @property
+    def max_edges_per_transaction(self) -> int:
+        """The most edges one unit of work may add or remove (TransactionLimits): what one
+        transaction of the engine holds (100 rows on SQLite; ~25 edges of several items
+        each in DynamoDB's 100-item TransactWriteItems)."""
+
     def unit_of_work(self) -> WriteUnitOfWork:
         """A new unit of work (a ``UnitOfWorkFactory``); one per command or cascade batch."""
 

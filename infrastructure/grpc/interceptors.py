@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from infrastructure.persistence.dynamodb.capacity import CapacityUsage, capacity_scope
 from infrastructure.grpc import validation
 from infrastructure.grpc.context import RequestContext, current_context, request_scope
 from infrastructure.grpc.errors import code_for, status_for
@@ -257,7 +258,39 @@ def _is_iterator(request: Any) -> bool:
     return hasattr(request, "__aiter__") or hasattr(request, "__anext__")
 
 
+STORAGE_CALLS_METADATA = "x-edgewise-storage-calls"
+CAPACITY_UNITS_METADATA = "x-edgewise-capacity-units"
+
+
+def _cost_metadata(usage: CapacityUsage) -> tuple[tuple[str, str], ...]:
+    calls = ",".join(f"{name}={op.calls}" for name, op in sorted(usage.operations.items()))
+    return ((STORAGE_CALLS_METADATA, calls), (CAPACITY_UNITS_METADATA, f"{usage.capacity_units:g}"))
+
+
+class StorageCostInterceptor(_WrappingInterceptor):
+    """What a call cost the store, summed per RPC: every DynamoDB call records into the
+    call's capacity scope (ReturnConsumedCapacity=TOTAL), and the total goes back to the
+    caller in trailing metadata (``x-edgewise-storage-calls: BatchGetItem=3,GetItem=1``,
+    ``x-edgewise-capacity-units: 4.5``) and into the access log at DEBUG. On SQLite nothing
+    records, and nothing is added."""
+
+    async def around_unary(self, method, behavior, request, context):
+        with capacity_scope() as usage:
+            try:
+                return await behavior(request, context)
+            finally:
+                if usage.calls:
+                    context.set_trailing_metadata(_cost_metadata(usage))
+                    _access_log.debug("storage cost %s %s", method, usage.capacity_units,
+                                      extra={"fields": {"grpc_method": method, "storage": usage.as_dict()}})
+
+    async def around_stream(self, method, behavior, request, context):
+        with capacity_scope():  # a stream's cost is not sent (it has no end worth waiting for)
+            async for item in _drain(behavior, request, context):
+                yield item
+
+
 def default_interceptors() -> list[aio.ServerInterceptor]:
     """The chain both services run, outermost first."""
     return [RequestContextInterceptor(), AccessLogInterceptor(), ErrorMappingInterceptor(),
-            ValidationInterceptor()]
+            StorageCostInterceptor(), ValidationInterceptor()]

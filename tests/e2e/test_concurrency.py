@@ -10,7 +10,9 @@ from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import resources_pb2 as pb
 from tests.e2e.stack import rich_error
 
-pytestmark = pytest.mark.e2e
+# Races need a store that isolates concurrent requests: moto does not (DESIGN §5), so on
+# DynamoDB each condition expression is tested on its own (tests/integration/dynamodb).
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("sqlite_only")]
 
 RACERS = 16
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import engine_env
 from tests.e2e.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -21,8 +22,9 @@ def walkthrough() -> str:
 
 
 @pytest.fixture(scope="module")
-def fresh_stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("readme")).start()
+def fresh_stack(tmp_path_factory, engine, request):
+    """On each engine: `make run` and `make run STORE=dynamodb` serve the same walk-through."""
+    s = Stack(tmp_path_factory.mktemp(f"readme-{engine}"), engine_env(engine, request)).start()
     yield s
     s.stop()
 

@@ -49,7 +49,8 @@ def test_traverse_matches_reference_bfs(graph):
         adjacency.setdefault(s, []).append(t)
     edge_ops = [cmd.BatchWriteOperation(add_edge=cmd.AddEdgeOperation(edge=pb.Edge(
         source=graph.name(s), type="follows", target=graph.name(t)))) for s, t in sorted(edges)]
-    for chunk in (ops, edge_ops[:60], edge_ops[60:]):
+    # batches that fit one transaction on either engine (DynamoDB: 100 items, ~6 per edge)
+    for chunk in [ops] + [edge_ops[i:i + 15] for i in range(0, len(edge_ops), 15)]:
         resp = graph.commands.BatchWrite(cmd.BatchWriteRequest(parent=graph.parent, operations=chunk,
                                                                request_id=str(uuid.uuid4())))
         graph.token = resp.consistency_token

@@ -125,6 +125,8 @@ class SqliteWriteStore:
     """Owns the writer connection, the lock that serialises units of work and the open
     group transaction (see the module docstring)."""
 
+    max_edges_per_transaction = 100  # the domain's own bound (MAX_EDGES_PER_TRANSACTION)
+
     def __init__(self, connection: SqliteConnection, node_cache_capacity: int = 200_000) -> None:
         self._db = connection
         self._lock = asyncio.Lock()
