@@ -10,4 +10,9 @@
 - ``errors``: what a call raises besides domain errors (``ConditionFailed``,
   ``TransactionCancelled``) for an adapter to map to the domain's errors.
 - ``admin``: create / check / delete the tables of deploy/dynamodb/tables.py.
+- ``read_items``: the read table's item layouts (node views, edge views, adjacency heads,
+  directories and sealed chunks, schema views, checkpoints, leases; ADR 0012).
+- ``read_model``: ``DynamoReadModel``, the query side's ReadModel port.
+- ``projection``: ``DynamoProjectionStore``, the projector's writer (ProjectionStore port).
+- ``lease``: ``DynamoProjectionLease``, one projecting process per shard (ProjectionLease port).
 """
