@@ -20,4 +20,12 @@ The write side (command service, ADR 0009 "The write side"):
 - ``transaction``: ``TransactionBuilder`` and ``Guard`` (item index -> the domain error
   its failed condition means).
 - ``event_log``: ``DynamoEventLog`` — per-graph shards of commit records.
+
+The read side (query service, ADR 0012):
+
+- ``read_items``: the read table's item layouts (node views, edge views, adjacency heads,
+  directories and sealed chunks, schema views, checkpoints, leases; ADR 0012).
+- ``read_model``: ``DynamoReadModel``, the query side's ReadModel port.
+- ``projection``: ``DynamoProjectionStore``, the projector's writer (ProjectionStore port).
+- ``lease``: ``DynamoProjectionLease``, one projecting process per shard (ProjectionLease port).
 """

@@ -6,23 +6,39 @@ The port contracts themselves run in tests/contract/test_dynamodb_read_model.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 from botocore.exceptions import ClientError
 
+from deploy.dynamodb.tables import READ
 from domain.edge import Direction
 from domain.errors import Unavailable
 from domain.views import AdjacencyKey
 from infrastructure.persistence.dynamodb import keys
+from infrastructure.persistence.dynamodb.admin import create_tables, delete_tables
 from infrastructure.persistence.dynamodb.client import DynamoClient
 from infrastructure.persistence.dynamodb.lease import DynamoProjectionLease, LeaseLost
 from infrastructure.persistence.dynamodb.projection import CheckpointMoved, DynamoProjectionStore
 from infrastructure.persistence.dynamodb.read_model import DynamoReadModel
 from query_service.projection.apply import apply_events
+from tests.dynamodb_support import open_test_client
 from tests.query_support import Events, logged
 
 pytestmark = [pytest.mark.integration, pytest.mark.dynamodb]
+
+
+@pytest.fixture
+async def dynamo(dynamo_settings: Any) -> AsyncIterator[DynamoClient]:
+    """A client on a fresh read table (all the read side uses), overriding the suite's
+    three-table ``dynamo``."""
+    client = await open_test_client(dynamo_settings)
+    try:
+        await create_tables(client, tables=(READ,))
+        yield client
+        await delete_tables(client, tables=(READ,))
+    finally:
+        await client.close()
 
 
 class Transactions:
