@@ -104,6 +104,7 @@ async def bootstrap_dynamodb(settings: Settings) -> QueryApplication:
     from infrastructure.persistence.dynamodb.event_log import DynamoEventLog
     from infrastructure.persistence.dynamodb.lease import DynamoProjectionLease
     from infrastructure.persistence.dynamodb.projection import DynamoProjectionStore
+    from infrastructure.persistence.dynamodb.read_items import HEAD_MIN as DYNAMO_HEAD_MIN
     from infrastructure.persistence.dynamodb.read_model import DynamoReadModel
 
     client = await DynamoClient.open(settings.dynamodb)
@@ -117,7 +118,7 @@ async def bootstrap_dynamodb(settings: Settings) -> QueryApplication:
             read_model=DynamoReadModel(client), store=store, event_log=DynamoEventLog(client),
             signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
             poll_interval=settings.projector_poll_interval_ms / 1000.0,
-            traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=DEFAULT_HEAD_SIZE,
+            traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=DYNAMO_HEAD_MIN,
             lease=lease)
         if app.projector is not None:
             await app.projector.start_position()
