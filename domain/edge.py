@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from domain.errors import AlreadyExists, NotFound, Reason
+from domain.errors import AlreadyExists, NotFound, Reason, VersionConflict
 from domain.events import Causation, DomainEvent, EdgeAdded, EdgeRemoved
 from domain.schema import Schema
 from domain.values import EDGE_RESOURCE_TYPE, EdgeKey, PropertyValue
@@ -21,6 +21,16 @@ class Direction(Enum):
 def edge_not_found(key: EdgeKey) -> NotFound:
     return NotFound(f"edge {key.id} does not exist", resource_type=EDGE_RESOURCE_TYPE, resource_name=key.name,
                     reason=Reason.EDGE_NOT_FOUND)
+
+
+def topology_changed_concurrently(graph: str, edge_type: str, current: int, expected: int) -> VersionConflict:
+    """Another write moved an acyclic edge type's topology version since this one read it."""
+    return VersionConflict(
+        f"edges of acyclic type {edge_type!r} in graph {graph!r} changed concurrently (topology version "
+        f"{current}, expected {expected}); nothing was written, retry",
+        reason=Reason.TOPOLOGY_VERSION_CONFLICT,
+        metadata={"graph": graph, "edge_type": edge_type, "current_version": str(current),
+                  "expected_version": str(expected)})
 
 
 def edge_already_exists(key: EdgeKey) -> AlreadyExists:

@@ -37,6 +37,14 @@ def check_expected_version(resource: str, current: int, expected: int | None) ->
         )
 
 
+def node_changed_concurrently(node: "Node", stored: int, expected: int) -> VersionConflict:
+    """A save lost to a concurrent one: the stored version is not the one the node was loaded at."""
+    return VersionConflict(
+        f"{node.name} changed concurrently (stored version {stored}, loaded {expected})",
+        reason=Reason.VERSION_CONFLICT,
+        metadata={"resource": node.name, "current_etag": f'"{stored}"', "request_etag": f'"{expected}"'})
+
+
 def node_not_found(ref: NodeRef) -> NotFound:
     return NotFound(f"node {ref.name} does not exist", resource_type=NODE_RESOURCE_TYPE, resource_name=ref.name,
                     reason=Reason.NODE_NOT_FOUND)

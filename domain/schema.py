@@ -398,3 +398,11 @@ def schema_from_dict(d: dict[str, Any]) -> Schema:
     return Schema(graph=d["graph"], version=int(d.get("version", 0)), node_types={t.name: t for t in nts},
                   edge_types={t.name: t for t in ets},
                   update_time=datetime.fromisoformat(ut) if ut else None)
+
+
+def schema_changed_concurrently(schema: Schema, current: int) -> VersionConflict:
+    """A schema save lost to a concurrent one: the stored version is not the one it follows."""
+    return VersionConflict(
+        f"schema of graph {schema.graph!r} is at version {current}; cannot store version {schema.version}",
+        reason=Reason.SCHEMA_VERSION_CONFLICT,
+        metadata={"current_version": str(current), "expected_version": str(schema.version - 1)})

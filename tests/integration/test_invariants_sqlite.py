@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from infrastructure.persistence.sqlite.read_model import unpack_counts
+from infrastructure.persistence.edge_counts import unpack_counts
 
 from command_service.app.commands.apply_schema import ApplySchema
 from command_service.app.commands.batch_write import BatchWrite

@@ -99,9 +99,9 @@ from infrastructure.persistence.dynamodb.read_items import (
     pack_counts,
     pack_directory,
     pack_times,
-    unpack_counts,
     unpack_directory,
 )
+from infrastructure.persistence.edge_counts import unpack_counts
 
 _log = logging.getLogger("edgewise.dynamodb.projection")
 

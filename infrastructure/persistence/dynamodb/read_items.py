@@ -79,7 +79,6 @@ ID_SEPARATOR = " "
 
 NODE_VIEW_BASIC = (NODE_TYPE, VERSION, DELETED, CREATE_US, UPDATE_US, EDGE_COUNTS)
 
-_DIRECTIONS = {d.value: d for d in (Direction.OUT, Direction.IN)}
 _DIRECTORY_ENTRY = struct.Struct(">Iqq")
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -114,14 +113,6 @@ def pack_counts(counts: Mapping[tuple[str, Direction], int]) -> str:
                                                                                                      kv[0][1].value))
                      if c > 0)
 
-
-def unpack_counts(text: str) -> dict[tuple[str, Direction], int]:
-    counts: dict[tuple[str, Direction], int] = {}
-    if text:
-        for line in text.split("\n"):
-            edge_type, direction, count = line.split(" ")
-            counts[(edge_type, _DIRECTIONS[direction])] = int(count)
-    return counts
 
 
 def list_entries(item: Mapping[str, AttributeValue]) -> tuple[list[str], list[int]]:

@@ -59,9 +59,9 @@ from infrastructure.persistence.dynamodb.read_items import (
     list_ids,
     optional_int,
     optional_str,
-    unpack_counts,
     unpack_directory,
 )
+from infrastructure.persistence.edge_counts import unpack_counts
 
 Cursor = tuple[int, str, str]  # (create_us, edge type, neighbour): a ListEdges keyset position
 

@@ -41,12 +41,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from deploy.dynamodb.tables import PENDING_INDEX, PENDING_PK, PENDING_SK, PK, SK, TTL_ATTRIBUTE
-from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
+from domain.edge import Direction, Edge, edge_already_exists, edge_not_found, topology_changed_concurrently
 from domain.errors import DomainError, FieldViolation, Internal, Reason, RuleViolated, ValidationFailed, VersionConflict
-from domain.node import Node, node_already_exists, node_not_found
+from domain.node import Node, node_already_exists, node_changed_concurrently, node_not_found
 from domain.ports import CascadeJob, IdempotencyRecord, PendingIdempotencyRecord, Prefetch
 from domain.rules import BusinessRule, CardinalityRespected, EndpointExists, UniqueValueFree, check_rule
-from domain.schema import EdgeType, Schema, schema_from_dict, schema_to_dict
+from domain.schema import EdgeType, Schema, schema_changed_concurrently, schema_from_dict, schema_to_dict
 from domain.values import (
     EdgeKey,
     NodeRef,
@@ -146,28 +146,10 @@ def _count(item: Item | None) -> int:
     return 0 if item is None or COUNT not in item else get_int(item, COUNT)
 
 
-def _node_conflict(node: Node, stored: int, expected: int) -> VersionConflict:
-    """As the SQLite adapter words it."""
-    return VersionConflict(
-        f"{node.name} changed concurrently (stored version {stored}, loaded {expected})",
-        reason=Reason.VERSION_CONFLICT,
-        metadata={"resource": node.name, "current_etag": f'"{stored}"', "request_etag": f'"{expected}"'})
 
 
-def _schema_conflict(schema: Schema, current: int) -> VersionConflict:
-    return VersionConflict(
-        f"schema of graph {schema.graph!r} is at version {current}; cannot store version {schema.version}",
-        reason=Reason.SCHEMA_VERSION_CONFLICT,
-        metadata={"current_version": str(current), "expected_version": str(schema.version - 1)})
 
 
-def _topology_conflict(graph: str, edge_type: str, current: int, expected: int) -> VersionConflict:
-    return VersionConflict(
-        f"edges of acyclic type {edge_type!r} in graph {graph!r} changed concurrently (topology version "
-        f"{current}, expected {expected}); nothing was written, retry",
-        reason=Reason.TOPOLOGY_VERSION_CONFLICT,
-        metadata={"graph": graph, "edge_type": edge_type, "current_version": str(current),
-                  "expected_version": str(expected)})
 
 
 # --- schemas ----------------------------------------------------------------------------
@@ -208,7 +190,7 @@ class DynamoSchemaRepository:
             self._stored[graph] = int(get_str(item, SK)) if item is not None else 0
         current = self._stored[graph]
         if current != schema.version - 1:
-            raise _schema_conflict(schema, current)
+            raise schema_changed_concurrently(schema, current)
         self._staged.append(schema)
         self._stored[graph] = schema.version
         self._seen[graph] = schema
@@ -222,7 +204,7 @@ class DynamoSchemaRepository:
                     "applied": num(applied)}
 
             def explain(old: Item | None, schema: Schema = schema) -> DomainError:
-                return _schema_conflict(schema, schema.version)  # version v exists: another writer stored it
+                return schema_changed_concurrently(schema, schema.version)  # version v exists: another writer stored it
 
             tx.add("Put", self._uow.tables.write, item=item, condition=_NOT_EXISTS, names=_PK_NAME,
                    guard=Guard(explain, what="schema"))
@@ -343,7 +325,7 @@ class DynamoNodeRepository:
                 raise node_not_found(node.ref)
             stored = get_int(item, "version")
             if stored != expected:
-                raise _node_conflict(node, stored, expected)
+                raise node_changed_concurrently(node, stored, expected)
             self._stored_deleted[key] = get_bool(item, "deleted")
         self._writes.setdefault(key, expected)
         self._identity.remember(node)
@@ -419,7 +401,7 @@ class DynamoNodeRepository:
             def explain(old: Item | None, node: Node = node, expected: int = expected) -> DomainError:
                 if old is None:
                     return node_not_found(node.ref)
-                return _node_conflict(node, get_int(old, "version"), expected)
+                return node_changed_concurrently(node, get_int(old, "version"), expected)
 
             tx.add("Put", table, item=node_item(node), condition="#v = :expected", names={"#v": "version"},
                    values={":expected": num(expected)}, guard=Guard(explain, what="node"), return_old=True)
@@ -679,7 +661,7 @@ class DynamoEdgeRepository:
         staged = self._bumps.get(key)
         if staged is not None:
             if staged != expected:
-                raise _topology_conflict(graph, edge_type, staged, expected)
+                raise topology_changed_concurrently(graph, edge_type, staged, expected)
             return
         self._bumps[key] = expected
         self._topology.setdefault(key, expected)
@@ -761,7 +743,7 @@ class DynamoEdgeRepository:
             def moved(old: Item | None, graph: str = graph, edge_type: str = edge_type,
                       expected: int = expected) -> DomainError:
                 current = 0 if old is None or "v" not in old else get_int(old, "v")
-                return _topology_conflict(graph, edge_type, current, expected)
+                return topology_changed_concurrently(graph, edge_type, current, expected)
 
             tx.add("Update", table, key=keys.topology_key(graph, edge_type), update="SET #v = :next",
                    condition=condition, names={"#pk": PK, "#v": "v"} if expected == 0 else {"#v": "v"},

@@ -27,6 +27,7 @@ from domain.views import AdjacencyKey, EdgeView, NeighbourIds, NodeAccess, NodeV
 from domain.errors import Internal
 from infrastructure.persistence.sqlite.connection import SqliteRunner
 from infrastructure.persistence.sqlite.event_log import SHARD
+from infrastructure.persistence.edge_counts import unpack_counts
 
 # The read model's table layout. A file projected under another layout is rebuilt from the
 # event log at start-up (``prepare_read_model``): the read model is derived data.
@@ -125,7 +126,6 @@ HEAD_MAX = 2 * HEAD_MIN
 ID_SEPARATOR = " "
 
 
-_DIRECTIONS = {d.value: d for d in Direction}
 
 
 def _us(value: datetime) -> int:
@@ -152,14 +152,6 @@ def _edge_from_row(graph: str, row: sqlite3.Row) -> EdgeView:
                     properties={} if text == "{}" else properties_from_json(text),
                     create_time=from_epoch_micros(row["create_us"]))
 
-
-def unpack_counts(text: str) -> dict[tuple[str, Direction], int]:
-    counts: dict[tuple[str, Direction], int] = {}
-    if text:
-        for line in text.split("\n"):
-            edge_type, direction, count = line.split(" ")
-            counts[(edge_type, _DIRECTIONS[direction])] = int(count)
-    return counts
 
 
 def pack_counts(counts: dict[tuple[str, str], int]) -> str:

@@ -22,12 +22,12 @@ import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from domain.edge import Direction, Edge, edge_already_exists, edge_not_found
+from domain.edge import Direction, Edge, edge_already_exists, edge_not_found, topology_changed_concurrently
 from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
-from domain.node import Node, node_already_exists, node_not_found
+from domain.node import Node, node_already_exists, node_changed_concurrently, node_not_found
 from domain.ports import CascadeJob, IdempotencyRecord, PendingIdempotencyRecord, Prefetch
 from domain.rules import UniqueValueFree, check_rule
-from domain.schema import Schema, schema_from_dict, schema_to_dict
+from domain.schema import Schema, schema_changed_concurrently, schema_from_dict, schema_to_dict
 from domain.values import (
     EdgeKey,
     PropertyValue,
@@ -92,24 +92,18 @@ class SqliteSchemaRepository:
             row = c.execute("SELECT MAX(version) FROM schemas WHERE graph = ?", (schema.graph,)).fetchone()
             current = int(row[0] or 0)
             if current != schema.version - 1:
-                raise _schema_conflict(schema, current)
+                raise schema_changed_concurrently(schema, current)
             try:
                 c.execute("INSERT INTO schemas (graph, version, body, applied_at) VALUES (?, ?, ?, ?)",
                           (schema.graph, schema.version, body, applied))
             except sqlite3.IntegrityError:
-                raise _schema_conflict(schema, current) from None
+                raise schema_changed_concurrently(schema, current) from None
 
         await self._uow.run(_save)
         self._seen[schema.graph] = schema
         self._uow.track(schema)
 
 
-def _schema_conflict(schema: Schema, current: int) -> VersionConflict:
-    return VersionConflict(
-        f"schema of graph {schema.graph!r} is at version {current}; cannot store version {schema.version}",
-        reason=Reason.SCHEMA_VERSION_CONFLICT,
-        metadata={"current_version": str(current), "expected_version": str(schema.version - 1)},
-    )
 
 
 # --- nodes --------------------------------------------------------------------------
@@ -277,7 +271,7 @@ class SqliteNodeRepository:
             if row is None:
                 raise node_not_found(node.ref)
             if int(row[0]) != expected:
-                raise _node_conflict(node, int(row[0]), expected)
+                raise node_changed_concurrently(node, int(row[0]), expected)
         write = self._writes.get(key)
         if write is not None and write[0] == "insert":
             write[1] = _node_row(node)
@@ -361,11 +355,6 @@ class SqliteNodeRepository:
         return write
 
 
-def _node_conflict(node: Node, stored: int, expected: int) -> VersionConflict:
-    return VersionConflict(
-        f"{node.name} changed concurrently (stored version {stored}, loaded {expected})",
-        reason=Reason.VERSION_CONFLICT,
-        metadata={"resource": node.name, "current_etag": f'"{stored}"', "request_etag": f'"{expected}"'})
 
 
 # --- edges --------------------------------------------------------------------------
@@ -572,7 +561,7 @@ class SqliteEdgeRepository:
         staged = self._topology_bumps.get(key)
         if staged is not None:
             if staged != expected:
-                raise _topology_conflict(graph, edge_type, staged, expected)
+                raise topology_changed_concurrently(graph, edge_type, staged, expected)
             return
         self._topology_bumps[key] = expected
         self._topology.setdefault(key, expected)
@@ -645,16 +634,9 @@ def _bump_topology(c: sqlite3.Connection, graph: str, edge_type: str, expected: 
     if cur.rowcount != 1:
         row = c.execute("SELECT version FROM topology_versions WHERE graph = ? AND edge_type = ?",
                         (graph, edge_type)).fetchone()
-        raise _topology_conflict(graph, edge_type, int(row[0]) if row else 0, expected)
+        raise topology_changed_concurrently(graph, edge_type, int(row[0]) if row else 0, expected)
 
 
-def _topology_conflict(graph: str, edge_type: str, current: int, expected: int) -> VersionConflict:
-    return VersionConflict(
-        f"edges of acyclic type {edge_type!r} in graph {graph!r} changed concurrently (topology version "
-        f"{current}, expected {expected}); nothing was written, retry",
-        reason=Reason.TOPOLOGY_VERSION_CONFLICT,
-        metadata={"graph": graph, "edge_type": edge_type, "current_version": str(current),
-                  "expected_version": str(expected)})
 
 
 # --- idempotency & cascade jobs -------------------------------------------------------
