@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# The data file `make run` uses (relative to the repository root, where everything runs from):
+# the CLI's default too. The services themselves have no default (EDGEWISE_DB_PATH is required).
+DEV_DB_PATH = "./var/edgewise.db"
 DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
 DEFAULT_LOG_LEVEL = "INFO"
