@@ -151,26 +151,35 @@ class Projector:
                 return total
 
     async def run(self) -> None:
-        """Follow the log until ``stop()``; a stop lets the current batch commit first."""
-        await self.start_position()
-        while not self._stopping.is_set():
+        """Follow the log until ``stop()``; a stop lets the current batch commit first. However
+        the loop ends (a stop, or an unexpected error), the shards it held are released at once
+        so another process projects them without waiting for an expiry."""
+        try:
+            await self.start_position()
+            while not self._stopping.is_set():
+                try:
+                    n = await self.run_once()
+                except DomainError as exc:  # storage busy/unavailable: retry after a pause, never drop
+                    _log.warning("projection batch failed, retrying: %r", exc)
+                    n = 0
+                if (n == 0 or n < self._batch_size) and not self._stopping.is_set():
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                    except asyncio.TimeoutError:
+                        pass
+                    self._wakeup.clear()
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        if self._lease is None:
+            return
+        for shard in sorted(self.owned):
             try:
-                n = await self.run_once()
-            except DomainError as exc:  # storage busy/unavailable: retry after a pause, never drop
-                _log.warning("projection batch failed, retrying: %r", exc)
-                n = 0
-            if (n == 0 or n < self._batch_size) and not self._stopping.is_set():
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
-                except asyncio.TimeoutError:
-                    pass
-                self._wakeup.clear()
-        if self._lease is not None:
-            for shard in await self._log.shards():
-                try:
-                    await self._lease.release(shard)
-                except DomainError:
-                    pass  # it expires on its own
+                await self._lease.release(shard)
+            except DomainError:
+                pass  # it expires on its own
+        self.owned = set()
 
     def wake(self) -> None:
         """Poll now: a reader waits for a position the projection has not reached."""

@@ -155,3 +155,18 @@ async def test_shards_are_spread_and_followed_per_shard():
         assert w.apps["a"].projector.owned == {"g"} and w.apps["b"].projector.owned == {"h"}
     finally:
         await w.stop()
+
+
+async def test_a_projector_that_fails_unexpectedly_releases_its_shards_at_once():
+    w = Workers(names=("a",))
+    app = w.apps["a"]
+    await app.projector.start_position()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a projection bug")
+
+    w.rm.apply = broken  # the store under the cache decorator
+    w.log.append(w.ev.schema())
+    with pytest.raises(RuntimeError, match="a projection bug"):
+        await asyncio.wait_for(app.projector.run(), 5)
+    assert w.leases.holders == {} and app.projector.owned == set()  # another process may take it now
