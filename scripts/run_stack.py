@@ -226,17 +226,22 @@ class Running:
 
 
 class StopRequest:
-    """Set by SIGINT/SIGTERM/SIGHUP; polled by the loops below."""
+    """Counts SIGINT/SIGTERM/SIGHUP; polled by the loops below. The first one stops the stack
+    (the services drain); a second one while they drain kills them at once."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signals = 0
+
+    @property
+    def requested(self) -> bool:
+        return self.signals > 0
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._set)
 
     def _set(self, signum: int, _frame: Any) -> None:
-        self.requested = True
+        self.signals += 1
 
 
 class Stack:
@@ -311,16 +316,23 @@ class Stack:
 
     def stop(self) -> None:
         alive = [r for r in self.running.values() if r.restart_at is None and r.process.poll() is None]
+        if alive:
+            say(f"stopping {len(alive)} process(es) (they drain; Ctrl-C again kills them at once)")
+        signals_before = self._stop.signals
         for r in alive:
             _signal_group(r.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
-        for r in alive:
-            try:
-                r.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{r.spec.name} (pid {r.process.pid}) did not stop within {GRACE_SECONDS:g} s: killed")
-                _signal_group(r.process.pid, signal.SIGKILL)
-                r.process.wait()
+        while alive:
+            alive = [r for r in alive if r.process.poll() is None]
+            impatient = self._stop.signals > signals_before
+            if alive and (impatient or time.monotonic() > deadline):
+                for r in alive:
+                    say(f"{r.spec.name} (pid {r.process.pid}) " + ("killed" if impatient else
+                        f"did not stop within {GRACE_SECONDS:g} s: killed"))
+                    _signal_group(r.process.pid, signal.SIGKILL)
+                    r.process.wait()
+                break
+            time.sleep(0.05)
         for r in self.running.values():  # anything its children left behind
             _signal_group(r.process.pid, signal.SIGKILL)
             r.process.poll()
