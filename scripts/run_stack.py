@@ -51,7 +51,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from infrastructure.config import ConfigError, Settings, split_address, worker_addresses  # noqa: E402
+from infrastructure.config import (  # noqa: E402
+    ConfigError,
+    Settings,
+    settings_help,
+    split_address,
+    worker_addresses,
+)
 
 if TYPE_CHECKING:
     from scripts.moto_server import MotoServer
@@ -376,7 +382,15 @@ def start_stand_in(env: dict[str, str]) -> "MotoServer":
     return server
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--help"], ["-h"]):
+        print(settings_help(".venv/bin/python scripts/run_stack.py", (__doc__ or "").split("\n\n")[0].strip(),
+                            "launcher"), end="")
+        return EXIT_OK
+    if args:
+        say(f"unexpected argument {args[0]!r}: settings come from the environment (--help lists them)")
+        return EXIT_BAD_CONFIG
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH", "")) if p)
     try:
