@@ -64,9 +64,17 @@ class Projector:
         """Apply one batch of each shard that has one; returns how many events they held."""
         positions = await self._store.positions(self.name)
         self.progress.advance_all(positions)
+        owned = await self._owned_shards()
+        if not owned:
+            return 0
+        # one batched read of the heads (DynamoDB: one BatchGetItem per 100 shards), then a
+        # log read only for the shards that have something new: an idle poll over many
+        # graphs costs a couple of calls, not one Query per graph
+        heads = await self._log.heads(owned)
         total = 0
-        for shard in await self._owned_shards():
-            total += await self._apply_shard(shard, positions.get(shard, 0))
+        for shard in owned:
+            if heads.get(shard, 0) > positions.get(shard, 0):
+                total += await self._apply_shard(shard, positions.get(shard, 0))
         return total
 
     async def _apply_shard(self, shard: str, position: int) -> int:
