@@ -31,6 +31,7 @@ help:
 	@echo "make test    - run the test suite"
 	@echo "make lint    - buf lint + import-linter contracts + ruff (pyflakes checks) + mypy"
 	@echo "make bench   - Edgewise vs PostgreSQL benchmarks, regenerates docs/benchmarks.md (BENCH_SCALE, BENCH_ARGS); not part of make test"
+	@echo "make k8s-envoy-config - render deploy/k8s/envoy/envoy.yaml (the Envoy ConfigMap of deploy/k8s) with the gateway package"
 
 venv: $(VENV_STAMP)
 
@@ -102,6 +103,14 @@ test: $(VENV_STAMP) $(PROTO_STAMP) $(BUF_DEPS_DIR)/.stamp
 # passes flags (`make bench BENCH_ARGS=--help`). Binds only to 127.0.0.1; temporary files only.
 bench: $(VENV_STAMP) $(PROTO_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# deploy/k8s's Envoy ConfigMap (kustomization.yaml) from the settings in deploy/k8s/envoy/render.env,
+# by the gateway package itself, so Kubernetes runs the config `make run` would. Gitignored; run before
+# `kubectl apply -k deploy/k8s` and after changing render.env or gateway/.
+.PHONY: k8s-envoy-config
+K8S_ENVOY_CONFIG := deploy/k8s/envoy/envoy.yaml
+k8s-envoy-config: $(VENV_STAMP) $(PROTO_STAMP)
+	set -a && . deploy/k8s/envoy/render.env && set +a && $(PY) -m gateway render --out $(K8S_ENVOY_CONFIG)
 
 clean:
 	rm -rf edgewise build .pytest_cache

@@ -124,9 +124,16 @@ class Projector:
         owned = await self._owned_shards()
         positions = await self._follower.sync()
         self.progress.advance_all(positions)
+        if not owned:
+            return 0
+        # one batched read of the heads (DynamoDB: one BatchGetItem per 100 shards), then a
+        # log read only for the shards that have something new: an idle poll over many
+        # graphs costs a couple of calls, not one Query per graph
+        heads = await self._log.heads(owned)
         total = 0
         for shard in owned:
-            total += await self._apply_shard(shard, positions.get(shard, 0))
+            if heads.get(shard, 0) > positions.get(shard, 0):
+                total += await self._apply_shard(shard, positions.get(shard, 0))
         return total
 
     async def _apply_shard(self, shard: str, position: int) -> int:
