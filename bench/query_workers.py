@@ -75,6 +75,10 @@ class RunStack:
                 return self
         raise RuntimeError("the stack did not come up in 90 s")
 
+    def worker_pids(self) -> list[int]:
+        state = json.loads((self.workdir / "run" / "run_stack.lock").read_text())
+        return [pid for name, pid in state["children"].items() if name.startswith("query-")]
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:  # Ctrl-C, as a user stops make run
             self.process.send_signal(signal.SIGINT)
@@ -160,6 +164,13 @@ def client_main(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(stack: RunStack, callers: int, client_procs: int, nodes: int, warmup: float,
             seconds: float) -> dict[str, float]:
     shares = [callers // client_procs + (1 if i < callers % client_procs else 0) for i in range(client_procs)]
@@ -171,6 +182,12 @@ def measure(stack: RunStack, callers: int, client_procs: int, nodes: int, warmup
              "--nodes", str(nodes), "--warmup", str(warmup), "--seconds", str(seconds)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True))
         first += share
+    pids = stack.worker_pids()
+    time.sleep(warmup)
+    cpu_before, clock_before = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    time.sleep(seconds)
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
+    elapsed = time.monotonic() - clock_before
     results = [json.loads(p.communicate(timeout=warmup + seconds + 120)[0]) for p in procs]
     times = sorted(t for r in results for t in r["times"])
     calls = sum(r["calls"] for r in results)
@@ -179,7 +196,8 @@ def measure(stack: RunStack, callers: int, client_procs: int, nodes: int, warmup
         return times[min(len(times) - 1, int(p * len(times)))] * 1000 if times else float("nan")
 
     return {"calls_per_s": calls / seconds, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "errors": float(sum(r["errors"] for r in results))}
+            "errors": float(sum(r["errors"] for r in results)),
+            "worker_cores": cpu / elapsed}  # CPU the workers used, in cores (1.0 = one core busy)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,12 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GetNode, {args.callers} concurrent callers over {max(1, args.client_procs)} client processes, "
           f"{args.seconds:g} s each, {args.nodes} nodes, read cache on; {os.cpu_count()} cores "
           f"shared by the client and the workers; {max(1, args.rounds)} round(s), median shown")
-    print(f"{'query workers':>13}  {'calls/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  vs 1 worker  rounds (calls/s)")
+    print(f"{'query workers':>13}  {'calls/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  "
+          f"{'worker CPU (cores)':>18}  vs 1 worker  rounds (calls/s)")
     base = rows[0][1]["calls_per_s"] if rows else 1.0
     for workers, r in rows:
         each = ", ".join(f"{m['calls_per_s']:.0f}" for m in measured[workers])
         print(f"{workers:>13}  {r['calls_per_s']:>9.0f}  {r['p50_ms']:>7.2f}  {r['p99_ms']:>7.2f}  "
-              f"{int(r['errors']):>6}  {r['calls_per_s'] / base:>10.2f}x  {each}")
+              f"{int(r['errors']):>6}  {r['worker_cores']:>18.2f}  {r['calls_per_s'] / base:>10.2f}x  {each}")
 
 
 if __name__ == "__main__":
