@@ -139,7 +139,10 @@ def cluster(name: str, service: str, addrs: tuple[Address, ...], policy: Service
         "health_checks": [{
             "timeout": _duration(h.timeout_ms),
             "interval": _duration(h.interval_ms),
-            "interval_jitter": "0.1s",
+            # Envoy's default is 60 s until a cluster first sees traffic: a worker that died
+            # before the first request would stay "healthy" for a minute
+            "no_traffic_interval": _duration(h.interval_ms),
+            "interval_jitter": _duration(h.interval_ms // 10),
             "unhealthy_threshold": h.unhealthy_threshold,
             "healthy_threshold": h.healthy_threshold,
             "grpc_health_check": {"service_name": service},

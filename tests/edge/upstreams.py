@@ -34,7 +34,12 @@ class Attempt:
     time_remaining: float | None
     started: float = field(default_factory=time.monotonic)
     ended: threading.Event = field(default_factory=threading.Event)  # the RPC is over, however
-    cut_short_after: float | None = None  # Slow: seconds until the caller cancelled it
+    ended_after: float | None = None  # seconds from its start to its end (or its cancellation)
+    response: bytes | None = None  # Forwarder: what the real service answered
+
+    def end(self) -> None:
+        self.ended_after = time.monotonic() - self.started
+        self.ended.set()
 
 
 class FakeUpstream:
@@ -62,7 +67,7 @@ class FakeUpstream:
         metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
         key = metadata.get(IDEMPOTENCY_HEADER) or hashlib.sha256(request).hexdigest()
         attempt = Attempt(method, key, metadata, context.time_remaining())
-        context.add_callback(attempt.ended.set)
+        context.add_callback(attempt.end)
         with self._lock:
             self.attempts.append(attempt)
         return attempt
@@ -102,8 +107,10 @@ class Forwarder(FakeUpstream):
         call = self._channel.unary_unary(method)
         try:
             response = call(request, metadata=forwarded, timeout=attempt.time_remaining or 10)
-        except grpc.RpcError as err:
+        except grpc.RpcError as err:  # relayed whole: code, message and rich details
+            context.set_trailing_metadata(err.trailing_metadata() or ())
             context.abort(err.code(), err.details() or "")
+        attempt.response = response
         if self.fail_first and len(self.attempts_for(attempt.key)) == 1:
             context.abort(grpc.StatusCode.UNAVAILABLE, "injected: the answer was lost on the way back")
         return response
@@ -127,6 +134,5 @@ class Slow(FakeUpstream):
 
     def handle(self, method, request, context):
         attempt = self.record(method, request, context)
-        if attempt.ended.wait(self.delay):
-            attempt.cut_short_after = time.monotonic() - attempt.started
+        attempt.ended.wait(self.delay)  # a cancelled call ends early
         return b""  # an empty message of any type
