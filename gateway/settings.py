@@ -258,12 +258,14 @@ class GatewaySettings:
         def address_list(key: str, fallback_key: str, default: str) -> tuple[Address, ...]:
             used, text = (key, get(key)) if get(key) else (fallback_key, get(fallback_key) or default)
             found: list[Address] = []
+            bad = False
             for part in text.split(","):
                 try:
                     found.append(Address.parse(part))
                 except ValueError as exc:
                     problems.append(f"{used} {exc}")
-            return tuple(found)
+                    bad = True
+            return _addresses(default) if bad else tuple(found)  # one message per mistake
 
         def millis(key: str, default: int) -> int:
             text = get(key)
