@@ -60,3 +60,33 @@ def test_every_rpc_answered_through_envoy(edge_stack):
         time.sleep(0.2)
     assert not missing, f"never answered OK through the edge: {sorted(missing)}"
     assert all(e["protocol"] == "HTTP/2" for e in lines)
+
+
+def test_health_through_the_edge(edge_stack):
+    """grpc.health.v1 goes to a query worker: "" and the query service answer SERVING there.
+    (The body names the service, which Envoy cannot read: the command service's own status is
+    asked of it directly, or seen in the edge's health-checked hosts.)"""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(edge_stack.channel)
+    for service in ("", "edgewise.graph.v1.GraphQueryService"):
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    assert edge_stack.gateway.hosts("command") == {edge_stack.direct.command_addr: "healthy"}
+    # a Watch stream is routed as a stream: its first message arrives, then the caller leaves
+    watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+
+
+def test_an_unknown_method_is_answered_by_a_worker_not_by_envoy(edge_stack):
+    import grpc
+
+    call = edge_stack.channel.unary_unary("/edgewise.graph.v1.GraphQueryService/NoSuchMethod")
+    with pytest.raises(grpc.RpcError) as err:
+        call(b"", timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    other = edge_stack.channel.unary_unary("/no.such.Service/Method")
+    with pytest.raises(grpc.RpcError) as err:
+        other(b"", timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
