@@ -142,3 +142,33 @@ def test_python_m_gateway_refuses_a_bad_config_and_prints_one():
     out = subprocess.run([sys.executable, "-m", "gateway", "--help"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0 and "EDGEWISE_EDGE_GRPC_ADDR" in out.stdout
+
+
+def test_stop_lets_an_in_flight_call_finish(tmp_path):
+    """stop() drains: a call already in flight gets its answer; then Envoy exits 0."""
+    import threading
+
+    import grpc
+
+    from edgewise.graph.v1 import query_service_pb2 as q
+    from edgewise.graph.v1 import query_service_pb2_grpc
+    from tests.edge.upstreams import Slow
+
+    slow = Slow(delay=1.0).start()
+    try:
+        settings = edge_settings([slow.address], [slow.address])
+        gateway = Gateway(settings, workdir=tmp_path, output=tmp_path / "envoy.log").start()
+        gateway.wait_for_hosts("query", 1)
+        with grpc.insecure_channel(gateway.endpoints.grpc) as channel:
+            stub = query_service_pb2_grpc.GraphQueryServiceStub(channel)
+            future = stub.GetNode.future(q.GetNodeRequest(name="graphs/g/nodes/n"), timeout=10)
+            while not slow.attempts:
+                time.sleep(0.01)
+            codes: list[int | None] = []
+            stopper = threading.Thread(target=lambda: codes.append(gateway.stop(grace=5)))
+            stopper.start()
+            assert future.result(timeout=10).node.name == ""  # Slow answers an empty message, in full
+            stopper.join(10)
+        assert codes == [0] and not gateway.running()
+    finally:
+        slow.stop()
