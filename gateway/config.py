@@ -246,7 +246,12 @@ def route_config(settings: GatewaySettings) -> JSON:
 # --- listeners -----------------------------------------------------------------------------
 
 def access_log(settings: GatewaySettings, listener_name: str) -> list[JSON]:
-    log_format = {"json_format": {"listener": listener_name, **ACCESS_LOG_FORMAT}}
+    fields = {"listener": listener_name, **ACCESS_LOG_FORMAT}
+    if listener_name == "rest":
+        # the transcoder turned the gRPC status into the HTTP one; Envoy would log a status
+        # guessed back from that (404 -> UNIMPLEMENTED), which is wrong more often than not
+        del fields["grpc_status"]
+    log_format = {"json_format": fields}
     if settings.access_log:
         return [{"name": "envoy.access_loggers.file", "typed_config": _typed(
             "envoy.extensions.access_loggers.file.v3.FileAccessLog", path=settings.access_log,
@@ -295,7 +300,8 @@ def http_connection_manager(settings: GatewaySettings, name: str) -> JSON:
             http2_protocol_options={"max_concurrent_streams": 1024,
                                     "initial_stream_window_size": 65536,
                                     "initial_connection_window_size": 1048576},
-            common_http_protocol_options={"idle_timeout": "3600s", "headers_with_underscores_action": "REJECT_REQUEST"},
+            # a header name with "_" could be read as another with "-" by some upstream: dropped
+            common_http_protocol_options={"idle_timeout": "3600s", "headers_with_underscores_action": "DROP_HEADER"},
             stream_idle_timeout="300s",
             request_headers_timeout="10s",
             access_log=access_log(settings, name),

@@ -13,10 +13,12 @@ with ``%3A`` always works: that is the documented form.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -127,7 +129,19 @@ def test_list_nodes_and_delete(rest):
     assert status == 404 and error_info(body)["reason"] == "NODE_NOT_FOUND"
 
 
-def test_errors_keep_their_error_info_and_the_callers_ids(rest):
+def access_log_line(edge_stack, request_id: str) -> dict:
+    log = Path(edge_stack.gateway.settings.access_log)
+    deadline = time.monotonic() + 5  # Envoy flushes its access log file every second
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines() if log.exists() else ():
+            entry = json.loads(line)
+            if entry["request_id"] == request_id:
+                return entry
+        time.sleep(0.1)
+    raise AssertionError(f"no access log line with request id {request_id}")
+
+
+def test_errors_keep_their_error_info_and_the_callers_ids(rest, edge_stack):
     request_id = f"rest-{uuid.uuid4()}"
     trace_id = uuid.uuid4().hex
     headers = {"x-request-id": request_id, "traceparent": f"00-{trace_id}-{'ab' * 8}-01"}
@@ -140,6 +154,10 @@ def test_errors_keep_their_error_info_and_the_callers_ids(rest):
     assert info["metadata"]["request_id"] == request_id
     assert info["metadata"]["trace_id"] == trace_id
     assert any(d["@type"].endswith("ResourceInfo") for d in body["details"])
+    # and Envoy's access log line for the call carries both
+    logged = access_log_line(edge_stack, request_id)
+    assert logged["traceparent"] == headers["traceparent"] and logged["listener"] == "rest"
+    assert (logged["http_status"], logged["upstream_cluster"]) == (404, "query") and "grpc_status" not in logged
 
     # a rule violation: 400 with the field named (BadRequest) and one ErrorInfo
     status, body = call(f"{rest}/nodes?nodeId=bad", "POST", {"type": "User", "properties": {"name": {"intValue": 3}}})
