@@ -27,6 +27,8 @@ from tests.edge.upstreams import Slow
 pytestmark = pytest.mark.e2e
 
 DEFAULT_MS, MAX_MS = 700, 1_500
+SLACK = 4.0  # seconds: upper bounds stay far below the 10 s upstream and the caller's 30 s on a busy machine
+TICK = 0.01  # grpc-timeout travels in whole units: a few hundred microseconds of rounding
 
 
 @pytest.fixture(scope="module")
@@ -65,28 +67,35 @@ def test_a_deadline_shorter_than_the_call_ends_it_and_cancels_the_upstream(slow_
     gateway, slow, stub = slow_edge
     code, took, _ = timed_call(stub, 0.4, "short")
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert took < 1.0
+    assert took < SLACK
     attempt = the_attempt(slow, "short")
-    # the worker saw the caller's deadline, and its call was cancelled, not left running for 10 s
-    assert attempt.time_remaining is not None and attempt.time_remaining <= 0.4
-    assert attempt.ended_after is not None and attempt.ended_after < 1.5
+    # the worker was told the caller's deadline, and its call was cancelled, not left running for 10 s
+    assert attempt.time_remaining is not None and attempt.time_remaining <= 0.4 + TICK
+    assert attempt.ended_after is not None and attempt.ended_after < SLACK
 
 
 def test_a_longer_deadline_is_capped_at_the_services_maximum(slow_edge):
     gateway, slow, stub = slow_edge
     code, took, details = timed_call(stub, 30, "capped")
-    assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details  # Envoy's answer, not the client's own timer
-    assert MAX_MS / 1000 - 0.1 < took < MAX_MS / 1000 + 1.0
-    assert the_attempt(slow, "capped").ended_after < MAX_MS / 1000 + 1.0
-    assert gateway.stats(r"downstream_rq_max_duration_reached")["http.grpc.downstream_rq_max_duration_reached"] >= 1
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details  # long before the caller's own 30 s
+    assert MAX_MS / 1000 - 0.1 < took < MAX_MS / 1000 + SLACK
+    attempt = the_attempt(slow, "capped")
+    # Envoy rewrote the upstream's grpc-timeout to the capped one: the worker knows its real deadline
+    assert attempt.time_remaining is not None and attempt.time_remaining <= MAX_MS / 1000 + TICK
+    assert attempt.metadata.get("x-envoy-expected-rq-timeout-ms") == str(MAX_MS)
+    assert attempt.ended_after < MAX_MS / 1000 + SLACK
 
 
 def test_without_a_deadline_the_services_default_applies(slow_edge):
     gateway, slow, stub = slow_edge
     code, took, _ = timed_call(stub, None, "default")
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert DEFAULT_MS / 1000 - 0.1 < took < DEFAULT_MS / 1000 + 1.0
-    assert the_attempt(slow, "default").ended_after < DEFAULT_MS / 1000 + 1.0
+    assert DEFAULT_MS / 1000 - 0.1 < took < DEFAULT_MS / 1000 + SLACK
+    attempt = the_attempt(slow, "default")
+    # the worker was given the default as its deadline (Envoy ends the stream then too: the
+    # first of the two to fire answers, DEADLINE_EXCEEDED either way)
+    assert attempt.time_remaining is not None and attempt.time_remaining <= DEFAULT_MS / 1000 + TICK
+    assert attempt.ended_after < DEFAULT_MS / 1000 + SLACK
 
 
 def test_watch_events_outlives_the_unary_maximum(edge_stack, tmp_path_factory):
