@@ -142,7 +142,9 @@ def test_queries_are_retried_on_another_worker(edge_stack, tmp_path_factory):
         broken.stop()
     assert broken.attempts, "the broken worker was tried"
     assert stats["cluster.query.upstream_rq_retry"] >= 1
-    assert stats["cluster.query.upstream_rq_retry_success"] == stats["cluster.query.upstream_rq_retry"]
+    # (a retry may land on the broken worker again — previous_hosts re-picks at most 3 times —
+    # and then the next one succeeds: every call above did)
+    assert stats["cluster.query.upstream_rq_retry_success"] >= 1
 
 
 def test_under_a_storm_of_failures_retries_stop_at_the_budget(edge_stack, tmp_path_factory):
