@@ -167,7 +167,7 @@ def retry_policy(policy: ServicePolicy, retry_on: str, *, per_try: bool = True) 
             "name": "envoy.retry_host_predicates.previous_hosts",
             "typed_config": _typed("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"),
         }],
-        "host_selection_retry_max_attempts": 3,
+        "host_selection_retry_max_attempts": 5,
     }
     if per_try:
         out["per_try_timeout"] = _duration(policy.per_try_timeout_ms)

@@ -142,7 +142,7 @@ def test_queries_are_retried_on_another_worker(edge_stack, tmp_path_factory):
         broken.stop()
     assert broken.attempts, "the broken worker was tried"
     assert stats["cluster.query.upstream_rq_retry"] >= 1
-    # (a retry may land on the broken worker again — previous_hosts re-picks at most 3 times —
+    # (a retry may land on the broken worker again — previous_hosts re-picks at most 5 times —
     # and then the next one succeeds: every call above did)
     assert stats["cluster.query.upstream_rq_retry_success"] >= 1
 
