@@ -179,3 +179,33 @@ def _code(stub, request) -> grpc.StatusCode:
     except grpc.RpcError as err:
         return err.code()
     return grpc.StatusCode.OK
+
+
+def test_the_circuit_breaker_sheds_requests_past_its_threshold(edge_stack, tmp_path_factory):
+    """At most 2 concurrent requests to a slow query cluster: of 6 concurrent calls, the ones
+    past the threshold fail at once with UNAVAILABLE (Envoy's overflow), the rest complete."""
+    import dataclasses
+
+    from gateway.settings import Breakers
+    from tests.edge.upstreams import Slow
+
+    slow = Slow(delay=1.0).start()
+    try:
+        base = edge_settings([edge_stack.direct.command_addr], [slow.address])
+        settings = dataclasses.replace(base, query=dataclasses.replace(
+            base.query, breakers=Breakers(max_requests=2, max_pending_requests=2)))
+        with running(settings, tmp_path_factory.mktemp("breaker")) as gateway:
+            with grpc.insecure_channel(gateway.endpoints.grpc) as channel:
+                stub = query_service_pb2_grpc.GraphQueryServiceStub(channel)
+                request = q.GetNodeRequest(name="graphs/breaker/nodes/x")
+                with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                    codes = list(pool.map(lambda _: _code(stub, request), range(6)))
+            stats = gateway.stats(r"cluster\.query\.upstream_rq_(active|pending)_overflow$")
+    finally:
+        slow.stop()
+    assert codes.count(grpc.StatusCode.OK) >= 2, codes
+    assert codes.count(grpc.StatusCode.UNAVAILABLE) >= 1, codes
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+    # shed with no connection yet (pending) or past max_requests on one (active): Envoy's overflow
+    assert sum(stats.values()) == codes.count(grpc.StatusCode.UNAVAILABLE), stats
+    assert len(slow.attempts) <= 4  # 2 at a time; nothing shed was sent (or retried) upstream
