@@ -14,8 +14,8 @@ Timeouts (both listeners): a route has no router timeout; ``max_stream_duration`
 service's default when the caller sends no ``grpc-timeout``, else the caller's
 ``grpc-timeout`` capped at the service's maximum (``grpc_timeout_header_max``). When it
 expires the caller gets DEADLINE_EXCEEDED and the upstream stream is reset (cancelled). The
-upstream is told its deadline: Envoy rewrites ``grpc-timeout`` to the effective one (per-try
-timeout included) and adds ``x-envoy-expected-rq-timeout-ms``.
+upstream is told its deadline: Envoy rewrites ``grpc-timeout`` to the stream's (the per-try
+timeout goes only into ``x-envoy-expected-rq-timeout-ms``).
 Streams (WatchEvents, health Watch, reflection) have no duration or idle limit.
 
 Retries: queries on ``unavailable,reset,connect-failure,refused-stream`` with a per-try
