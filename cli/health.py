@@ -3,6 +3,7 @@ each address, every call bounded by a timeout."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -30,10 +31,11 @@ def _check(address: str, services: list[str], timeout: float) -> list[dict[str, 
     return results
 
 
-def health(addresses: dict[str, str], timeout: float) -> dict[str, Any]:
-    """``addresses``: target ("command" or "query") -> host:port."""
+def health(addresses: Mapping[str, Sequence[str]], timeout: float) -> dict[str, Any]:
+    """``addresses``: target ("command" or "query") -> its host:port addresses (every query worker)."""
     checks = []
-    for target, address in addresses.items():
-        for entry in _check(address, ["", TARGETS[target]], timeout):
-            checks.append({"target": target, **entry})
+    for target, each in addresses.items():
+        for address in each:
+            for entry in _check(address, ["", TARGETS[target]], timeout):
+                checks.append({"target": target, **entry})
     return {"ok": all(c["status"] == "SERVING" for c in checks), "timeout_seconds": timeout, "checks": checks}

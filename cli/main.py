@@ -18,6 +18,7 @@ from infrastructure.config import (
     DEFAULT_DYNAMODB_REGION,
     DEFAULT_DYNAMODB_TABLE_PREFIX,
     DEFAULT_QUERY_ADDR,
+    DEV_DB_PATH,
 )
 
 from cli.sqlite_files import CliError
@@ -43,32 +44,40 @@ def _positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cli", description="Edgewise operator CLI. Every command prints one JSON object.")
+        prog="python -m cli", description="Edgewise operator CLI. Every command prints one JSON object.",
+        epilog=f"Settings it reads (as the services do; a flag overrides each): EDGEWISE_DB_PATH (status, "
+               f"rebuild-read-model; else {DEV_DB_PATH}), EDGEWISE_COMMAND_ADDR and EDGEWISE_QUERY_ADDRS or "
+               f"EDGEWISE_QUERY_ADDR (health; else {DEFAULT_COMMAND_ADDR}, {DEFAULT_QUERY_ADDR}), "
+               f"EDGEWISE_DYNAMODB_ENDPOINT, _REGION, _TABLE_PREFIX (tables). `python -m cli COMMAND --help` "
+               f"for each command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    db_help = "the SQLite data file (default: $EDGEWISE_DB_PATH)"
+    db_help = f"the SQLite data file (default: $EDGEWISE_DB_PATH, else {DEV_DB_PATH}, the file make run uses)"
+    default_db = os.environ.get("EDGEWISE_DB_PATH") or DEV_DB_PATH
 
     status = sub.add_parser("status", help="event log head, projection lag, background work, per-graph counts",
                             description="Read-only summary of the data file: event-log head, 'read_model' "
                                         "checkpoint and lag, pending cascade jobs, idempotency records, and per "
                                         "graph the schema version, live nodes and edges (write model, and the "
                                         "read model under 'read_model'). Safe while the services run.")
-    status.add_argument("--db", default=os.environ.get("EDGEWISE_DB_PATH", ""), help=db_help)
+    status.add_argument("--db", default=default_db, help=db_help)
 
     health = sub.add_parser("health", help="gRPC health of both services",
-                            description="grpc.health.v1 Check for '' and the service name on each address; "
-                                        "exit 1 unless every check answers SERVING.")
+                            description="grpc.health.v1 Check for '' and the service name on each address "
+                                        "(every query worker's); exit 1 unless every check answers SERVING.")
     health.add_argument("--command-addr",
                         default=os.environ.get("EDGEWISE_COMMAND_ADDR") or DEFAULT_COMMAND_ADDR,
                         help="command service host:port (default: $EDGEWISE_COMMAND_ADDR or %(default)s)")
-    health.add_argument("--query-addr", default=os.environ.get("EDGEWISE_QUERY_ADDR") or DEFAULT_QUERY_ADDR,
-                        help="query service host:port (default: $EDGEWISE_QUERY_ADDR or %(default)s)")
+    health.add_argument("--query-addr", default=(os.environ.get("EDGEWISE_QUERY_ADDRS")
+                                                 or os.environ.get("EDGEWISE_QUERY_ADDR") or DEFAULT_QUERY_ADDR),
+                        help="the query workers' host:port, comma-separated (default: $EDGEWISE_QUERY_ADDRS, "
+                             "else $EDGEWISE_QUERY_ADDR, else %(default)s)")
     health.add_argument("--only", choices=("command", "query"), help="check one service only")
     health.add_argument("--timeout", type=_positive, default=DEFAULT_HEALTH_TIMEOUT,
                         help="seconds per check (default: %(default)s)")
 
     rebuild = sub.add_parser("rebuild-read-model", help="reset the read model (query service stopped!)",
                              description=REBUILD_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    rebuild.add_argument("--db", default=os.environ.get("EDGEWISE_DB_PATH", ""), help=db_help)
+    rebuild.add_argument("--db", default=default_db, help=db_help)
     rebuild.add_argument("--yes", action="store_true",
                          help="confirm that the query service is stopped and the read model may be emptied")
 
@@ -103,7 +112,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         return status(args.db)
     if args.command == "health":
         from cli.health import health
-        addresses = {"command": args.command_addr, "query": args.query_addr}
+        addresses = {"command": [args.command_addr],
+                     "query": [a.strip() for a in args.query_addr.split(",") if a.strip()]}
         if args.only:
             addresses = {args.only: addresses[args.only]}
         result = health(addresses, args.timeout)

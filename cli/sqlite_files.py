@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from infrastructure.config import DEV_DB_PATH
 from infrastructure.persistence.sqlite.connection import BUSY_TIMEOUT_MS
 
 
@@ -24,7 +25,8 @@ def existing_file(path: str) -> Path:
         raise CliError("no database: pass --db PATH or set EDGEWISE_DB_PATH", exit_code=2)
     file = Path(path)
     if not file.is_file():
-        raise CliError(f"no database file at {path!r}")
+        hint = " (the default, make run's file: pass --db PATH or set EDGEWISE_DB_PATH)" if path == DEV_DB_PATH else ""
+        raise CliError(f"no database file at {path!r}{hint}")
     return file.resolve()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from infrastructure.persistence.sqlite.projector_lock import holder_pid, lock_path_for
+
 from cli.sqlite_files import CliError, connect, tables
 
 # The query service's projector name (query_service.projection.projector.PROJECTOR_NAME);
@@ -73,6 +75,8 @@ def status(db_path: str) -> dict[str, Any]:
             "projector": READ_MODEL_PROJECTOR,
             "projector_checkpoint": checkpoint,
             "projection_lag_events": max(0, head - checkpoint),
+            # the query worker holding <db>.projector.lock (null: none is projecting)
+            "projector_pid": holder_pid(lock_path_for(db_path)),
             "pending_cascade_jobs": _count(conn, present, "cascade_jobs"),
             "idempotency_records": _count(conn, present, "idempotency"),
             "graphs": _graph_counts(conn, present),

@@ -7,7 +7,7 @@ import sys
 
 from infrastructure.config import Settings
 from infrastructure.grpc.server import COMMAND_SERVICE_NAME
-from infrastructure.process import run_service, serve_grpc
+from infrastructure.process import run_service, serve_grpc, served_elsewhere
 
 from command_service.bootstrap import bootstrap
 from command_service.entrypoints.grpc.servicer import registrar
@@ -22,7 +22,9 @@ async def main(settings: Settings) -> None:
         # Drain order: health NOT_SERVING and in-flight calls first, then the
         # cascade worker, then the store.
         await serve_grpc(address=settings.command_addr, register=registrar(app.dispatch),
-                         service_names=[COMMAND_SERVICE_NAME], grace=DRAIN_GRACE_SECONDS)
+                         service_names=[COMMAND_SERVICE_NAME], grace=DRAIN_GRACE_SECONDS,
+                         elsewhere=served_elsewhere(settings, COMMAND_SERVICE_NAME),
+                         log_fields=settings.describe_store())
     finally:
         await app.close()
 
@@ -34,9 +36,14 @@ async def main(settings: Settings) -> None:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+DESCRIPTION = ("The Edgewise GraphCommandService process: every write (schema, nodes, edges, batches). "
+               "Serves gRPC on EDGEWISE_COMMAND_ADDR until SIGTERM/SIGINT, then drains.")
+
+
 def run() -> int:
     gc.set_threshold(*GC_THRESHOLDS)
-    return run_service("command service", main)
+    return run_service("command service", main, argv=sys.argv[1:], module="command_service", role="command",
+                       description=DESCRIPTION)
 
 
 if __name__ == "__main__":

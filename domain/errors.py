@@ -150,6 +150,12 @@ class DeadlineExceeded(DomainError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+class Unimplemented(DomainError):
+    """UNIMPLEMENTED: a method this process does not serve (another process does, or nobody)."""
+
+    default_reason = "UNIMPLEMENTED"
+
+
 class Internal(DomainError):
     default_reason = "INTERNAL"
 
@@ -189,5 +195,8 @@ class Reason:
     NODE_DELETED = "NODE_DELETED"
     CONSISTENCY_NOT_REACHED = "CONSISTENCY_NOT_REACHED"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    # UNIMPLEMENTED: a port answers only its own service; metadata names the right address
+    SERVICE_NOT_SERVED_HERE = "SERVICE_NOT_SERVED_HERE"
+    METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
     INTERNAL = "INTERNAL"
 

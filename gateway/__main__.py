@@ -8,10 +8,14 @@ rendered Envoy bootstrap (JSON) and exits, for running Envoy elsewhere (an image
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from gateway import settings as settings_module
 from gateway.config import dumps, render
@@ -24,7 +28,47 @@ EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
 
 
+def inline_descriptors(node: Any) -> Any:
+    """The bootstrap with every ``proto_descriptor`` file inlined as ``proto_descriptor_bin``:
+    one self-contained file for an Envoy that has no other path (the official image)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "proto_descriptor" and isinstance(value, str):
+                out["proto_descriptor_bin"] = base64.b64encode(Path(value).read_bytes()).decode("ascii")
+            else:
+                out[key] = inline_descriptors(value)
+        return out
+    if isinstance(node, list):
+        return [inline_descriptors(v) for v in node]
+    return node
+
+
+def render_to_file(argv: list[str]) -> int:
+    """``python -m gateway render --out FILE``: the self-contained bootstrap (JSON, valid YAML)
+    for docker-compose and the k8s ConfigMap (deploy/)."""
+    parser = argparse.ArgumentParser(prog="python -m gateway render",
+                                     description="write the rendered Envoy bootstrap, descriptors inlined")
+    parser.add_argument("--out", required=True, type=Path, help="the file to write")
+    args = parser.parse_args(argv)
+    try:
+        config = inline_descriptors(render(GatewaySettings.from_env()))
+    except ConfigError as exc:
+        print(f"edgewise gateway: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except OSError as exc:
+        print(f"edgewise gateway: cannot read the descriptor set ({exc}); run `make protos`", file=sys.stderr)
+        return EXIT_FAILED
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"edgewise gateway: wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["render"]:
+        return render_to_file(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m gateway", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The Edgewise edge: Envoy with one gRPC and one REST/JSON listener in front of "

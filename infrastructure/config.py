@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# The data file `make run` uses (relative to the repository root, where everything runs from):
+# the CLI's default too. The services themselves have no default (EDGEWISE_DB_PATH is required).
+DEV_DB_PATH = "./var/edgewise.db"
 DEFAULT_COMMAND_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_READ_CACHE_MB = 1024
 DEFAULT_CYCLE_CHECK_MAX_NODES = 100_000
+MAX_QUERY_WORKERS = 256  # a typo guard: each worker is a process with its own read cache
 MAX_READ_CACHE_MB = 1 << 20  # 1 TiB: a typo guard, not a sizing hint
 MIN_TOKEN_SECRET_BYTES = 16
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -111,6 +115,24 @@ class Settings:
     # EDGEWISE_STORE: "sqlite" (EDGEWISE_DB_PATH) or "dynamodb" (the tables ``dynamodb`` names)
     store: str = DEFAULT_STORE
     dynamodb: DynamoDBSettings = field(default_factory=DynamoDBSettings)
+    # The launcher's (scripts/run_stack.py) number of query worker processes, and every query
+    # worker's address (EDGEWISE_QUERY_ADDRS; default: this process's query_addr only). A
+    # process uses the list to say where GraphQueryService is served (SERVICE_NOT_SERVED_HERE).
+    query_workers: int = 1
+    query_addrs: tuple[str, ...] = ()
+
+    def query_addresses(self) -> tuple[str, ...]:
+        """Every address GraphQueryService is served at: ``query_addrs``, else ``query_addr``."""
+        return self.query_addrs or (self.query_addr,)
+
+    def describe_store(self) -> dict[str, str]:
+        """For start-up logs and the launcher: where the data is (never a secret)."""
+        if self.store == "dynamodb":
+            prefix = self.dynamodb.table_prefix
+            return {"store": "dynamodb", "dynamodb_endpoint": self.dynamodb.describe_endpoint(),
+                    "dynamodb_region": self.dynamodb.region,
+                    "dynamodb_tables": f"{prefix}write, {prefix}log, {prefix}read"}
+        return {"store": "sqlite", "db_path": os.path.abspath(self.db_path)}
 
     def __repr__(self) -> str:  # never print the secret
         return (f"Settings(db_path={self.db_path!r}, command_addr={self.command_addr!r}, "
@@ -121,6 +143,7 @@ class Settings:
                 f"read_cache_mb={self.read_cache_mb!r}, metrics_port={self.metrics_port!r}, "
                 f"cycle_check_max_nodes={self.cycle_check_max_nodes!r}, "
                 f"store={self.store!r}, dynamodb={self.dynamodb!r}, "
+                f"query_workers={self.query_workers!r}, query_addrs={self.query_addrs!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -144,6 +167,8 @@ class Settings:
         if not db_path and store != "dynamodb":
             problems.append("EDGEWISE_DB_PATH is required (the SQLite data file, "
                             "e.g. ./var/edgewise.db)")
+        elif db_path and store != "dynamodb":
+            problems.extend(_db_path_problems(db_path))
         secret = env.get("EDGEWISE_TOKEN_SECRET", "")
         if not secret:
             problems.append("EDGEWISE_TOKEN_SECRET is required (HMAC key for page and "
@@ -156,10 +181,26 @@ class Settings:
         for key, default in (("EDGEWISE_COMMAND_ADDR", DEFAULT_COMMAND_ADDR),
                              ("EDGEWISE_QUERY_ADDR", DEFAULT_QUERY_ADDR)):
             value = get(key) or default
-            host, sep, port = value.rpartition(":")
-            if not sep or not host or not port.isdigit() or int(port) > 65535:
+            if split_address(value) is None:
                 problems.append(f"{key} must be host:port, got {value!r}")
             addrs[key] = value
+
+        workers_text = get("EDGEWISE_QUERY_WORKERS")
+        workers = int(workers_text) if workers_text.isdigit() else (default_query_workers() if not workers_text else 0)
+        if not 1 <= workers <= MAX_QUERY_WORKERS:
+            problems.append(f"EDGEWISE_QUERY_WORKERS must be an integer from 1 to {MAX_QUERY_WORKERS}, "
+                            f"got {workers_text!r}")
+        query_addrs = tuple(a.strip() for a in get("EDGEWISE_QUERY_ADDRS").split(",") if a.strip())
+        bad = [a for a in query_addrs if split_address(a) is None]
+        if bad:
+            problems.append(f"EDGEWISE_QUERY_ADDRS must be a comma-separated list of host:port, got {bad[0]!r}")
+        elif len(set(query_addrs)) != len(query_addrs):
+            problems.append(f"EDGEWISE_QUERY_ADDRS lists an address twice: {','.join(query_addrs)!r}")
+        elif query_addrs and workers_text and workers != len(query_addrs):
+            problems.append(f"EDGEWISE_QUERY_WORKERS ({workers_text}) and EDGEWISE_QUERY_ADDRS "
+                            f"({len(query_addrs)} addresses) disagree: set one of them")
+        if query_addrs and not workers_text:
+            workers = len(query_addrs)
 
         log_level = (get("EDGEWISE_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
         if log_level not in _LOG_LEVELS:
@@ -213,4 +254,112 @@ class Settings:
             cycle_check_max_nodes=cycle_max,
             store=store,
             dynamodb=dynamodb,
+            query_workers=workers,
+            query_addrs=query_addrs,
         )
+
+
+def default_query_workers() -> int:
+    """EDGEWISE_QUERY_WORKERS' default: one query worker per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``host:port`` (``[::1]:port`` too) as (host, port); None when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
+
+
+def worker_addresses(base: str, workers: int) -> tuple[str, ...]:
+    """The query workers' addresses the launcher derives: ``base``'s port, then +1, +2 ...
+    Raises ValueError when they do not fit (port 0 with several workers, past 65535)."""
+    parts = split_address(base)
+    if parts is None:
+        raise ValueError(f"EDGEWISE_QUERY_ADDR must be host:port, got {base!r}")
+    host, port = parts
+    if workers > 1 and port == 0:
+        raise ValueError(f"EDGEWISE_QUERY_ADDR {base!r}: {workers} query workers need a fixed base port "
+                         f"(worker i listens on port + i), or set EDGEWISE_QUERY_ADDRS")
+    if port + workers - 1 > 65535:
+        raise ValueError(f"EDGEWISE_QUERY_ADDR {base!r}: {workers} query workers need ports up to "
+                         f"{port + workers - 1}, past 65535")
+    return tuple(f"{host}:{port + i}" for i in range(workers))
+
+
+def _db_path_problems(db_path: str) -> list[str]:
+    """The SQLite file may be created, its directory never: a typo in the path must not start
+    an empty store somewhere else."""
+    path = os.path.abspath(db_path)
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        return [f"EDGEWISE_DB_PATH must name a file, {db_path!r} is a directory"]
+    if not os.path.isdir(parent):
+        return [f"EDGEWISE_DB_PATH {db_path!r}: its directory {parent} does not exist (create it first; "
+                f"Edgewise never creates directories, so a mistyped path cannot start an empty store)"]
+    return []
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One environment variable, for ``--help`` (the README's table says the same)."""
+
+    name: str
+    default: str
+    used_by: tuple[str, ...]  # "command", "query", "launcher" (scripts/run_stack.py)
+    meaning: str
+
+
+_BOTH = ("command", "query", "launcher")
+SETTINGS_DOC: tuple[SettingDoc, ...] = (
+    SettingDoc("EDGEWISE_STORE", DEFAULT_STORE, _BOTH, "storage engine: sqlite or dynamodb"),
+    SettingDoc("EDGEWISE_DB_PATH", "(required with sqlite; make run: ./var/edgewise.db)", _BOTH,
+               "the SQLite data file; its directory must exist"),
+    SettingDoc("EDGEWISE_TOKEN_SECRET", "(required; make run: a dev-only value)", _BOTH,
+               f"HMAC key (>= {MIN_TOKEN_SECRET_BYTES} bytes) signing page and consistency tokens"),
+    SettingDoc("EDGEWISE_COMMAND_ADDR", DEFAULT_COMMAND_ADDR, _BOTH, "the command service's listen address"),
+    SettingDoc("EDGEWISE_QUERY_ADDR", DEFAULT_QUERY_ADDR, _BOTH,
+               "the query service's listen address (make run: the first query worker's; worker i uses port + i)"),
+    SettingDoc("EDGEWISE_QUERY_WORKERS", "the number of cores", ("launcher",),
+               f"make run: how many query worker processes to start (1 to {MAX_QUERY_WORKERS})"),
+    SettingDoc("EDGEWISE_RUN_DIR", "./var", ("launcher",),
+               "make run: where run_stack.lock (one stack at a time; its pids and endpoints) is kept"),
+    SettingDoc("EDGEWISE_START_TIMEOUT", "60", ("launcher",),
+               "make run: seconds to wait for every process to answer gRPC health"),
+    SettingDoc("EDGEWISE_QUERY_ADDRS", "(make run sets it) EDGEWISE_QUERY_ADDR", _BOTH,
+               "every query worker's address, comma-separated; make run: the workers' ports"),
+    SettingDoc("EDGEWISE_LOG_LEVEL", DEFAULT_LOG_LEVEL, _BOTH, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    SettingDoc("EDGEWISE_PROJECTOR_ENABLED", "true", ("query", "launcher"),
+               "run the read-model projector (one process per shard projects: a file lock on SQLite, "
+               "a lease on DynamoDB); false: only follow another process's projection"),
+    SettingDoc("EDGEWISE_PROJECTOR_POLL_INTERVAL_MS", "50", ("query", "launcher"),
+               "projector poll interval, also how often a worker tries to take the projection over"),
+    SettingDoc("EDGEWISE_TRAVERSE_ENGINE", "batched", ("query", "launcher"),
+               f"{', '.join(TRAVERSE_ENGINES)}"),
+    SettingDoc("EDGEWISE_READ_CACHE_MB", str(DEFAULT_READ_CACHE_MB), ("query", "launcher"),
+               "size bound of the process-wide read cache; 0 turns it off"),
+    SettingDoc("EDGEWISE_METRICS_PORT", "0 (off)", ("query", "launcher"),
+               "Prometheus /metrics on 127.0.0.1:<port>; make run: worker i uses port + i"),
+    SettingDoc("EDGEWISE_CYCLE_CHECK_MAX_NODES", str(DEFAULT_CYCLE_CHECK_MAX_NODES), ("command", "launcher"),
+               "the most nodes one acyclicity check may visit"),
+    SettingDoc("EDGEWISE_DYNAMODB_ENDPOINT", "(empty: the AWS endpoint of the region)", _BOTH,
+               "DynamoDB endpoint URL (DynamoDB Local, moto)"),
+    SettingDoc("EDGEWISE_DYNAMODB_REGION", DEFAULT_DYNAMODB_REGION, _BOTH, "AWS region"),
+    SettingDoc("EDGEWISE_DYNAMODB_TABLE_PREFIX", DEFAULT_DYNAMODB_TABLE_PREFIX, _BOTH,
+               "tables {prefix}write, {prefix}log, {prefix}read"),
+)
+
+
+def settings_help(program: str, description: str, used_by: str,
+                  extra: tuple[SettingDoc, ...] = ()) -> str:
+    """``program --help``: what it is, and the settings it reads with their defaults."""
+    docs = [d for d in SETTINGS_DOC if used_by in d.used_by] + list(extra)
+    width = max(len(d.name) for d in docs)
+    lines = [f"usage: {program} [--help]", "", description, "",
+             "Settings (environment variables; read once at start-up, a bad one stops the process "
+             "naming every problem):", ""]
+    for d in docs:
+        lines.append(f"  {d.name:<{width}}  default: {d.default}")
+        lines.append(f"  {'':<{width}}  {d.meaning}")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""JSON log lines carrying the request id and trace id of the current call.
+"""JSON log lines carrying the service, the process id, and the request id and trace id of
+the current call.
 
 Structured fields go in ``extra={"fields": {...}}``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from typing import TextIO
@@ -15,6 +17,13 @@ from infrastructure.grpc.context import current_context
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record. ``service`` (e.g. ``query_service``) and the process id
+    go on every line: several processes (query workers) write to one terminal or collector."""
+
+    def __init__(self, service: str = "") -> None:
+        super().__init__()
+        self.service = service
+
     def format(self, record: logging.LogRecord) -> str:
         ctx = current_context()
         entry: dict[str, object] = {
@@ -24,6 +33,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.service:
+            entry["service"] = self.service
+        entry["pid"] = record.process if record.process is not None else os.getpid()
         if ctx.request_id:
             entry["request_id"] = ctx.request_id
         if ctx.trace_id:
@@ -39,10 +51,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
-    """Send every log record to stderr (or ``stream``) as one JSON line."""
+def configure_logging(level: str = "INFO", *, service: str = "", stream: TextIO | None = None) -> None:
+    """Send every log record to stderr (or ``stream``) as one JSON line naming ``service``."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -1,9 +1,15 @@
-"""``python -m query_service``: the GraphQueryService process.
+"""``python -m query_service``: one GraphQueryService process (a query worker).
 
 Settings from the environment; composition inside the running loop; the projector
 runs as a task beside the server (unless disabled). SIGTERM drains: health goes
 NOT_SERVING, in-flight calls finish within the grace period, the projector stops
 after its current batch (its checkpoint commits with the batch), the DB closes.
+
+Several of these may serve one store (``make run`` starts one per core, each on its own
+port: scripts/run_stack.py). Each runs the projector loop, and exactly one projects each
+shard: the holder of ``<db>.projector.lock`` on SQLite, of the shard's lease on DynamoDB;
+the others follow the stored checkpoints (dropping their read-cache entries of what the
+holder projected) and take over within a poll interval when the holder goes away.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import sys
 
 from infrastructure.config import Settings
-from infrastructure.process import run_service, serve_grpc
+from infrastructure.process import run_service, serve_grpc, served_elsewhere
 from query_service.bootstrap import bootstrap
 from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
 
@@ -62,7 +68,9 @@ async def main(settings: Settings) -> None:
                 await tailer_task
 
         await serve_grpc(address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],
-                         grace=GRACE_SECONDS, on_shutdown=[stop_projector])
+                         grace=GRACE_SECONDS, on_shutdown=[stop_projector],
+                         elsewhere=served_elsewhere(settings, SERVICE_NAME),
+                         log_fields={**settings.describe_store(), "projector_enabled": settings.projector_enabled})
     finally:
         for task in (projector_task, tailer_task):
             if task is not None and not task.done():
@@ -72,8 +80,14 @@ async def main(settings: Settings) -> None:
         await app.close()
 
 
+DESCRIPTION = ("One Edgewise GraphQueryService process (a query worker): every read, from the projected "
+               "read model. Serves gRPC on EDGEWISE_QUERY_ADDR until SIGTERM/SIGINT, then drains. "
+               "`make run` (scripts/run_stack.py) starts EDGEWISE_QUERY_WORKERS of them.")
+
+
 def run() -> int:
-    return run_service("query service", main)
+    return run_service("query service", main, argv=sys.argv[1:], module="query_service", role="query",
+                       description=DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from infrastructure.config import Settings
 from infrastructure.grpc.context import time_remaining
 from infrastructure.persistence.sqlite.connection import SqliteConnection, SqliteReaderPool
 from infrastructure.persistence.sqlite.event_log import EVENT_LOG_DDL, SqliteEventLog
+from infrastructure.persistence.sqlite.projector_lock import SqliteProjectorLock, lock_path_for
 from infrastructure.persistence.sqlite.read_model import (
     HEAD_MIN,
     SqliteProjectionStore,
@@ -55,22 +56,27 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
                       lease: ProjectionLease | None = None) -> QueryApplication:
     """The same wiring for production and component tests (any adapters). With ``cache``, every
     handler reads through it, and the projector (or, in a process that does not project, a
-    tailer of the event log) drops its entries before the projection progress moves."""
+    tailer of the event log) drops its entries before the projection progress moves. With
+    ``lease`` (several processes project into one store, each shard by one of them), the
+    projector follows the shards it does not hold through a tailer too."""
     tailer: CacheTailer | None = None
+    follower: CacheTailer | None = None
     if cache is not None:
         read_model = CachingReadModel(read_model, cache, head_size=cache_head_size)
         store = InvalidatingProjectionStore(store, cache)
+        if not projector_enabled or lease is not None:
+            follower = CacheTailer(log=event_log, checkpoints=store, cache=cache, projector_name=PROJECTOR_NAME,
+                                   poll_interval=poll_interval)
         if not projector_enabled:
-            tailer = CacheTailer(log=event_log, checkpoints=store, cache=cache, projector_name=PROJECTOR_NAME,
-                                 poll_interval=poll_interval)
+            tailer = follower
     if projector_enabled:
         progress = ProjectionProgress()
     elif tailer is not None:  # another process projects: follow its checkpoint, dropping what it changed
         progress = ProjectionProgress(refresh=tailer.sync, poll_interval=poll_interval)
     else:  # another process projects: follow its stored checkpoint
         progress = ProjectionProgress(refresh=lambda: store.positions(PROJECTOR_NAME), poll_interval=poll_interval)
-    projector = Projector(log=event_log, store=store, progress=progress,
-                          poll_interval=poll_interval, lease=lease) if projector_enabled else None
+    projector = Projector(log=event_log, store=store, progress=progress, poll_interval=poll_interval,
+                          lease=lease, follower=follower) if projector_enabled else None
     if projector is not None:
         progress.on_behind = projector.wake
     gate = ConsistencyGate(signer=signer, progress=progress, event_log=event_log, time_remaining=time_remaining,
@@ -132,6 +138,8 @@ async def bootstrap_dynamodb(settings: Settings) -> QueryApplication:
 
 
 async def bootstrap_sqlite(settings: Settings) -> QueryApplication:
+    # Query workers share the file: the one holding <db>.projector.lock projects, the others follow.
+    lock = SqliteProjectorLock(lock_path_for(settings.db_path)) if settings.projector_enabled else None
     writer = await SqliteConnection(settings.db_path, name="sqlite-read-model-writer").open()
     await writer.run(relax_projection_durability)  # only this connection: the projector's
     # The query service may start before the command service: create what it reads.
@@ -146,10 +154,12 @@ async def bootstrap_sqlite(settings: Settings) -> QueryApplication:
         read_model=SqliteReadModel(readers), store=store, event_log=SqliteEventLog(readers),
         signer=TokenSigner(settings.token_secret), projector_enabled=settings.projector_enabled,
         poll_interval=settings.projector_poll_interval_ms / 1000.0,
-        traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=HEAD_MIN)
+        traverse_engine=settings.traverse_engine, cache=cache, cache_head_size=HEAD_MIN, lease=lock)
     if app.projector is not None:
         await app.projector.start_position()
     if app.tailer is not None:
         await app.tailer.start_position()
     app.closers += [writer.close, readers.close]
+    if lock is not None:
+        app.closers.append(lock.close)  # closed first (closers run in reverse): another worker takes over
     return app

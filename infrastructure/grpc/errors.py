@@ -29,6 +29,7 @@ from domain.errors import (
     RuleViolated,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
     ValidationFailed,
     VersionConflict,
 )
@@ -50,6 +51,7 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 

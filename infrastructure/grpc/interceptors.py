@@ -25,6 +25,8 @@ from infrastructure.grpc.errors import code_for, status_for
 
 REQUEST_ID_METADATA = "x-request-id"
 TRACEPARENT_METADATA = "traceparent"
+# Health probes (Envoy, Kubernetes, make run) call every few seconds: their access lines are DEBUG.
+QUIET_METHOD_PREFIXES = ("/grpc.health.v1.Health/",)
 
 _access_log = logging.getLogger("edgewise.access")
 
@@ -59,11 +61,29 @@ def _as_async(behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return call
 
 
+class PerCallHandler(grpc.RpcMethodHandler):
+    """A method handler built for one call (the UNIMPLEMENTED fallback answers any method
+    name a caller invents): interceptors wrap it without remembering it per method, so
+    invented names cannot grow their caches. Wrapping keeps the mark."""
+
+    _FIELDS = ("request_streaming", "response_streaming", "request_deserializer", "response_serializer",
+               "unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+    def __init__(self, handler: grpc.RpcMethodHandler) -> None:
+        for name in self._FIELDS:
+            setattr(self, name, getattr(handler, name))
+
+
 def wrap_handler(handler: grpc.RpcMethodHandler | None, *, unary: UnaryWrapper,
                  stream: StreamWrapper) -> grpc.RpcMethodHandler | None:
     """A copy of ``handler`` whose behaviour runs through ``unary``/``stream``."""
     if handler is None:
         return None
+    wrapped = _wrap(handler, unary, stream)
+    return PerCallHandler(wrapped) if isinstance(handler, PerCallHandler) else wrapped
+
+
+def _wrap(handler: grpc.RpcMethodHandler, unary: UnaryWrapper, stream: StreamWrapper) -> grpc.RpcMethodHandler:
     kwargs = dict(request_deserializer=handler.request_deserializer,
                   response_serializer=handler.response_serializer)
     if handler.unary_unary is not None:
@@ -112,6 +132,12 @@ class _WrappingInterceptor(aio.ServerInterceptor):
         if handler is None:  # an unknown method: nothing to remember
             return None
         method = handler_call_details.method
+        if isinstance(handler, PerCallHandler):  # built for this call: wrap, never remember
+            return wrap_handler(
+                handler,
+                unary=lambda b, r, c: self.around_unary(method, b, r, c),
+                stream=lambda b, r, c: self.around_stream(method, b, r, c),
+            )
         known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
@@ -183,7 +209,8 @@ def _log_call(method: str, context: aio.ServicerContext, started: float,
     }
     if messages is not None:
         fields["messages_sent"] = messages
-    _access_log.info("rpc %s %s", method, code_name, extra={"fields": fields})
+    level = logging.DEBUG if method.startswith(QUIET_METHOD_PREFIXES) else logging.INFO
+    _access_log.log(level, "rpc %s %s", method, code_name, extra={"fields": fields})
 
 
 class AccessLogInterceptor(_WrappingInterceptor):

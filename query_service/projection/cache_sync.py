@@ -16,8 +16,9 @@ node's neighbours, which a NodeDeleted does not name, are taken from the adjacen
 projection itself reads inside the transaction before deleting (``adjacency_of``), so a
 delete drops exactly the lists and counts it changes.
 
-In a process that does not project (another process holds the projection), ``CacheTailer``
-follows the stored checkpoint: it reads the log up to the checkpoint (never past it: rule
+In a process that does not project (another process holds the projection), or for the
+shards another process projects (query workers: a lease per shard, ``Projector(follower=)``),
+``CacheTailer`` follows the stored checkpoint: it reads the log up to the checkpoint (never past it: rule
 1), drops what those events change, and only then reports the checkpoint as the position
 reached; the process's ``ProjectionProgress`` refreshes through it (rule 2). Without the
 projection's adjacency, a NodeDeleted there drops the whole graph. Reads without a token
@@ -166,6 +167,12 @@ class CacheTailer:
                     position = batch[-1].position
                 self._positions[shard] = target
             return dict(self._positions)
+
+    def mark(self, shard: str, position: int) -> None:
+        """This process projected ``shard`` up to ``position`` and dropped those entries itself
+        (``InvalidatingProjectionStore``): nothing before it is left to drop."""
+        if position > self._positions.get(shard, 0):
+            self._positions[shard] = position
 
     async def run(self, advance: Callable[[Mapping[str, int]], None]) -> None:
         """Follow the checkpoint until ``stop()``, reporting each position reached."""

@@ -167,10 +167,38 @@ def test_status_defaults_to_edgewise_db_path(tmp_path, monkeypatch, capsys):
     assert code == 0 and status["db"] == path
 
 
+def test_status_without_db_or_setting_reads_the_file_make_run_uses(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("EDGEWISE_DB_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)  # the repository root, as far as the relative default goes
+    code, out, err = call_main(capsys, "status")
+    assert code == 1 and out["ok"] is False and "./var/edgewise.db" in err and "EDGEWISE_DB_PATH" in err
+    assert not (tmp_path / "var").exists()
+    (tmp_path / "var").mkdir()
+    init_db(str(tmp_path / "var" / "edgewise.db"))
+    code, status, _ = call_main(capsys, "status")
+    assert code == 0 and status["db"] == "./var/edgewise.db" and status["projector_pid"] is None
+    makefile = (ROOT / "Makefile").read_text()
+    assert 'EDGEWISE_DB_PATH="$${EDGEWISE_DB_PATH:-./var/edgewise.db}"' in makefile  # the same default
+
+
+def test_status_names_the_projecting_process(tmp_path, capsys):
+    import asyncio as aio
+
+    from infrastructure.persistence.sqlite.projector_lock import SqliteProjectorLock, lock_path_for
+
+    path = str(tmp_path / "edgewise.db")
+    init_db(path)
+    lock = SqliteProjectorLock(lock_path_for(path))
+    assert aio.run(lock.acquire("0"))
+    try:
+        code, status, _ = call_main(capsys, "status", "--db", path)
+        assert code == 0 and status["projector_pid"] == os.getpid()
+    finally:
+        aio.run(lock.close())
+
+
 def test_status_failures_are_clear_and_create_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("EDGEWISE_DB_PATH", raising=False)
-    code, out, err = call_main(capsys, "status")
-    assert code == 2 and out["ok"] is False and "EDGEWISE_DB_PATH" in err
 
     missing = tmp_path / "missing.db"
     code, out, err = call_main(capsys, "status", "--db", str(missing))
@@ -251,6 +279,21 @@ async def test_health_against_live_servers():
     finally:
         await command.stop(0)
         await query.stop(0)
+
+
+async def test_health_checks_every_query_worker():
+    workers = [await _noop_server(QUERY_SERVICE_NAME) for _ in range(2)]
+    listed = ",".join(f"127.0.0.1:{w.port}" for w in workers)
+    try:
+        code, out, err = await run_cli_async("health", "--only", "query", "--query-addr", listed)
+        assert code == 0, err
+        assert sorted({c["address"] for c in out["checks"]}) == sorted(listed.split(","))
+        await workers[1].set_serving(False)
+        code, out, err = await run_cli_async("health", "--only", "query", "--query-addr", listed)
+        assert code == 1 and f"127.0.0.1:{workers[1].port}" in err and f"127.0.0.1:{workers[0].port}" not in err
+    finally:
+        for w in workers:
+            await w.stop(0)
 
 
 def test_health_against_a_closed_port_fails_in_bounded_time():

@@ -67,6 +67,11 @@ class DynamoProjectionLease:
         self.owner = owner or default_owner()
         self.ttl = ttl
         self.clock = clock
+        # The projector asks every poll (~50 ms) for every shard: storage is asked only when
+        # a lease we hold has run a third of its life (renewal), or, for one another process
+        # holds, a third of a ttl after we last found it taken.
+        self._held_until: dict[str, float] = {}
+        self._taken_until: dict[str, float] = {}
 
     def _now_ms(self) -> int:
         return math.floor(self.clock() * 1000)
@@ -77,7 +82,15 @@ class DynamoProjectionLease:
 
     async def acquire(self, shard: str) -> bool:
         """Take the lease if it is free or expired, renew it if it is ours; False when
-        another live process holds it."""
+        another live process holds it. Asks storage only when a renewal is due or a taken
+        lease is worth trying again (see __init__)."""
+        now_s = self.clock()
+        held = self._held_until.get(shard)
+        if held is not None and held - now_s > self.ttl * 2 / 3:
+            return True
+        if self._taken_until.get(shard, 0.0) > now_s:
+            return False
+        self._held_until.pop(shard, None)
         now = self._now_ms()
         item: Item = {**self.key(shard), LEASE_OWNER: {"S": self.owner},
                 LEASE_EXPIRES_AT: {"N": str(now + math.ceil(self.ttl * 1000))}}
@@ -86,13 +99,22 @@ class DynamoProjectionLease:
                 self._table, item,
                 condition="attribute_not_exists(#pk) OR #owner = :me OR #expires < :now",
                 names={"#pk": "pk", "#owner": LEASE_OWNER, "#expires": LEASE_EXPIRES_AT},
-                values={":me": {"S": self.owner}, ":now": {"N": str(now)}})
-        except ConditionFailed:
+                values={":me": {"S": self.owner}, ":now": {"N": str(now)}}, return_old_on_failure=True)
+        except ConditionFailed as taken:
+            # try again a third of a ttl from now, or as soon as the holder's lease runs out
+            expires = taken.item.get(LEASE_EXPIRES_AT) if taken.item else None
+            retry = now_s + self.ttl / 3
+            if expires is not None and "N" in expires:
+                retry = min(retry, int(expires["N"]) / 1000)
+            self._taken_until[shard] = retry
             return False
+        self._held_until[shard] = now_s + self.ttl
+        self._taken_until.pop(shard, None)
         return True
 
     async def release(self, shard: str) -> None:
         """Give the lease up (another process may take it at once); a no-op if not ours."""
+        self._held_until.pop(shard, None)
         try:
             await self._client.delete_item(self._table, self.key(shard), condition="#owner = :me",
                                            names={"#owner": LEASE_OWNER}, values={":me": {"S": self.owner}})

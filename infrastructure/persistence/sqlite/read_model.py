@@ -745,21 +745,50 @@ def relax_projection_durability(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
 
 
+def _statements(script: str) -> list[str]:
+    """A DDL script as single statements (``executescript`` would commit the transaction)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return [s for s in statements if s.rstrip(";").strip()]
+
+
+_READ_MODEL_STATEMENTS = _statements(READ_MODEL_DDL)
+
+
 def prepare_read_model(conn: sqlite3.Connection) -> bool:
     """Create the read model's tables. A file whose read model has another layout (or none
     recorded: before ``rm_layout`` existed) loses its ``rm_*`` tables, checkpoints included,
-    so the projector rebuilds them from the event log. True when it dropped something."""
-    present = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                          "AND name LIKE 'rm\\_%' ESCAPE '\\'")]
-    if "rm_layout" in present:
-        row = conn.execute("SELECT version FROM rm_layout").fetchone()
-        if row is not None and int(row[0]) == READ_MODEL_LAYOUT:
-            conn.executescript(READ_MODEL_DDL)
-            return False
-    for table in present:
-        conn.execute(f"DROP TABLE {table}")
-    conn.executescript(READ_MODEL_DDL)
-    return bool(present)
+    so the projector rebuilds them from the event log. True when it dropped something.
+
+    One ``BEGIN IMMEDIATE`` transaction: query workers starting together on an old file
+    prepare it one after the other, so exactly one drops and the others find the new layout."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        present = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                              "AND name LIKE 'rm\\_%' ESCAPE '\\'")]
+        dropped = False
+        current = False
+        if "rm_layout" in present:
+            row = conn.execute("SELECT version FROM rm_layout").fetchone()
+            current = row is not None and int(row[0]) == READ_MODEL_LAYOUT
+        if not current:
+            for table in present:
+                conn.execute(f"DROP TABLE {table}")
+            dropped = bool(present)
+        for statement in _READ_MODEL_STATEMENTS:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        return dropped
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteProjectionStore:

@@ -16,6 +16,7 @@ from domain.edge import Direction
 from domain.errors import Unavailable
 from domain.views import AdjacencyKey
 from infrastructure.persistence.dynamodb import keys
+from infrastructure.persistence.dynamodb.capacity import capacity_scope
 from infrastructure.persistence.dynamodb.admin import create_tables, delete_tables
 from infrastructure.persistence.dynamodb.client import DynamoClient
 from infrastructure.persistence.dynamodb.lease import DynamoProjectionLease, LeaseLost
@@ -218,7 +219,8 @@ async def test_only_one_lease_holder_and_an_expired_lease_is_taken_over(dynamo: 
     await a.release(shard)  # not A's: nothing happens
     assert not await a.acquire(shard)
     await b.release(shard)
-    assert await a.acquire(shard)  # released: free at once
+    clock.now += 4  # A tries a taken lease again a third of a ttl after it found it taken (or at its expiry)
+    assert await a.acquire(shard)  # released: free
     assert not await b.acquire(shard)
     other = keys.shard_id("l2", 0)
     assert await b.acquire(other)  # leases are per shard
@@ -301,3 +303,19 @@ async def test_the_item_cache_spares_rereading_what_the_projector_wrote(dynamo: 
         await cold.apply("p", shard, logged([ev.link(f"n{i}", "n0") for i in range(1, 50)], position + 50, shard),
                          apply_events)
     assert usage.calls_of("BatchGetItem") == 2  # 49 edge views, 50 node views, 50 heads: 149 keys
+
+
+async def test_a_held_lease_is_renewed_only_when_a_third_of_its_life_is_gone(dynamo: DynamoClient) -> None:
+    """The projector asks every poll for every shard; storage sees a renewal every ttl/3."""
+    clock = Clock()
+    a = DynamoProjectionLease(dynamo, projector="p", owner="A", ttl=9, clock=clock)
+    shard = keys.shard_id("r", 0)
+    with capacity_scope() as usage:
+        assert await a.acquire(shard)
+        for _ in range(10):
+            clock.now += 0.25
+            assert await a.acquire(shard)  # 2.5 s in: still two thirds left
+        assert usage.calls_of("PutItem") == 1
+        clock.now += 1  # 3.5 s in: renew
+        assert await a.acquire(shard)
+        assert usage.calls_of("PutItem") == 2

@@ -132,3 +132,67 @@ def test_dynamodb_settings_parse_names_the_given_flags():
     settings, problems = DynamoDBSettings.parse("nope", "us-east-1", "x", names=("--endpoint", "--region", "--prefix"))
     assert problems and problems[0].startswith("--endpoint ")
     assert settings.table_prefix == "x"
+
+
+def test_a_db_path_whose_directory_does_not_exist_is_refused_naming_it(tmp_path):
+    missing = tmp_path / "no-such-dir" / "edgewise.db"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "EDGEWISE_DB_PATH": str(missing)})
+    assert str(missing) in str(info.value) and "does not exist" in str(info.value)
+    assert not missing.parent.exists()  # nothing was created on the way
+    with pytest.raises(ConfigError, match="is a directory"):
+        Settings.from_env({**BASE, "EDGEWISE_DB_PATH": str(tmp_path)})
+    # the file itself may be new; DynamoDB has no data file to check
+    assert Settings.from_env({**BASE, "EDGEWISE_DB_PATH": str(tmp_path / "new.db")}).db_path.endswith("new.db")
+    Settings.from_env({**BASE, "EDGEWISE_STORE": "dynamodb", "EDGEWISE_DB_PATH": str(missing)})
+
+
+def test_query_workers_default_to_the_cores_and_the_addresses_to_the_query_address(monkeypatch):
+    import infrastructure.config as config
+
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 6)
+    settings = Settings.from_env(BASE)
+    assert settings.query_workers == 6
+    assert settings.query_addrs == () and settings.query_addresses() == ("127.0.0.1:50052",)
+    monkeypatch.setattr(config.os, "cpu_count", lambda: None)
+    assert Settings.from_env(BASE).query_workers == 1
+
+
+def test_query_worker_settings_are_validated():
+    s = Settings.from_env({**BASE, "EDGEWISE_QUERY_WORKERS": "3"})
+    assert s.query_workers == 3
+    s = Settings.from_env({**BASE, "EDGEWISE_QUERY_ADDRS": "127.0.0.1:7002, 127.0.0.1:7003"})
+    assert s.query_addrs == ("127.0.0.1:7002", "127.0.0.1:7003") and s.query_workers == 2
+    for env, text in (({"EDGEWISE_QUERY_WORKERS": "0"}, "from 1 to"),
+                      ({"EDGEWISE_QUERY_WORKERS": "many"}, "from 1 to"),
+                      ({"EDGEWISE_QUERY_WORKERS": "1000"}, "from 1 to"),
+                      ({"EDGEWISE_QUERY_ADDRS": "127.0.0.1:1,nope"}, "'nope'"),
+                      ({"EDGEWISE_QUERY_ADDRS": "127.0.0.1:1,127.0.0.1:1"}, "twice"),
+                      ({"EDGEWISE_QUERY_ADDRS": "127.0.0.1:1", "EDGEWISE_QUERY_WORKERS": "2"}, "disagree")):
+        with pytest.raises(ConfigError, match=text):
+            Settings.from_env({**BASE, **env})
+
+
+def test_worker_addresses_count_up_from_the_base_port():
+    from infrastructure.config import worker_addresses
+
+    assert worker_addresses("127.0.0.1:50052", 3) == ("127.0.0.1:50052", "127.0.0.1:50053", "127.0.0.1:50054")
+    assert worker_addresses("[::1]:9000", 2) == ("[::1]:9000", "[::1]:9001")
+    assert worker_addresses("127.0.0.1:0", 1) == ("127.0.0.1:0",)
+    with pytest.raises(ValueError, match="fixed base port"):
+        worker_addresses("127.0.0.1:0", 2)
+    with pytest.raises(ValueError, match="past 65535"):
+        worker_addresses("127.0.0.1:65535", 2)
+
+
+def test_help_text_covers_every_setting_the_readme_documents():
+    import re
+    from pathlib import Path
+
+    from infrastructure.config import SETTINGS_DOC, settings_help
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(EDGEWISE_[A-Z_]+)` \|", readme, re.M))
+    assert documented == {d.name for d in SETTINGS_DOC}
+    text = settings_help("python -m command_service", "The command service.", "command")
+    assert "EDGEWISE_CYCLE_CHECK_MAX_NODES" in text and "EDGEWISE_READ_CACHE_MB" not in text

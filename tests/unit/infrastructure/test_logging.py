@@ -33,3 +33,19 @@ def test_formatter_outside_a_request_has_no_ids():
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "m", (), None)
     line = json.loads(JsonFormatter().format(record))
     assert "request_id" not in line
+
+
+def test_every_line_names_the_service_and_the_process():
+    import os
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    configure_logging("INFO", service="query_service", stream=stream)
+    try:
+        logging.getLogger("t").info("started")
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    line = json.loads(stream.getvalue())
+    assert (line["service"], line["pid"]) == ("query_service", os.getpid())

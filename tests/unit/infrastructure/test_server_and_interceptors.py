@@ -55,7 +55,8 @@ async def served():
     running = await start_server(
         address="127.0.0.1:0",
         register=lambda s: qg.add_GraphQueryServiceServicer_to_server(servicer, s),
-        service_names=[QUERY_SERVICE_NAME], interceptors=default_interceptors())
+        service_names=[QUERY_SERVICE_NAME], interceptors=default_interceptors(),
+        elsewhere={COMMAND_SERVICE_NAME: ("127.0.0.1:7001",)})
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         yield running, servicer, channel
@@ -198,7 +199,84 @@ async def test_reflection_lists_both_services(served):
 
 
 async def test_binding_a_taken_port_fails_loudly(served):
+    from infrastructure.grpc.server import BindError
+
     running, _, _ = served
-    with pytest.raises(OSError):
+    with pytest.raises(BindError, match="in use by another process"):
         await start_server(address=f"127.0.0.1:{running.port}", register=lambda s: None,
                            service_names=[], interceptors=[])
+
+
+def _raw(channel, method: str, streaming: bool = False):
+    call = channel.unary_stream if streaming else channel.unary_unary
+    return call(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+
+async def test_the_other_service_is_unimplemented_naming_where_it_is_served(served):
+    running, servicer, channel = served
+    from edgewise.graph.v1 import command_service_pb2 as c
+    from edgewise.graph.v1 import command_service_pb2_grpc as cg
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await cg.GraphCommandServiceStub(channel).CreateNode(c.CreateNodeRequest(parent="graphs/g"),
+                                                            metadata=[("x-request-id", "r-77")])
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    info_ = error_info(info.value)
+    assert (info_.reason, info_.domain) == ("SERVICE_NOT_SERVED_HERE", "edgewise.graph.v1")
+    assert dict(info_.metadata) == {"service": COMMAND_SERVICE_NAME, "address": "127.0.0.1:7001",
+                                    "addresses": "127.0.0.1:7001", "request_id": "r-77",
+                                    "method": "/edgewise.graph.v1.GraphCommandService/CreateNode",
+                                    "trace_id": "r-77"}
+    assert "call 127.0.0.1:7001" in info.value.details()
+    assert servicer.calls == 0
+
+
+@pytest.mark.parametrize("method", ["/edgewise.graph.v1.GraphQueryService/NoSuchMethod",
+                                    "/edgewise.graph.v1.GraphCommandService/NoSuchMethod",
+                                    "/no.such.Service/Call", "/grpc.health.v1.Health/Nope"])
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_an_unknown_method_is_unimplemented_with_an_error_info(served, method, streaming):
+    _, _, channel = served
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        call = _raw(channel, method, streaming)(b"")
+        if streaming:
+            async for _ in call:
+                pass
+        else:
+            await call
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    info_ = error_info(info.value)
+    assert info_.reason == "METHOD_NOT_FOUND"
+    assert info_.metadata["method"] == method
+    assert "unknown method" in info.value.details()
+
+
+async def test_invented_method_names_do_not_grow_the_interceptors_caches():
+    chain = default_interceptors()
+    servicer = FakeQueries()
+    running = await start_server(address="127.0.0.1:0", service_names=[QUERY_SERVICE_NAME], interceptors=chain,
+                                 register=lambda s: qg.add_GraphQueryServiceServicer_to_server(servicer, s))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            await qg.GraphQueryServiceStub(channel).GetNode(q.GetNodeRequest(name="graphs/g/nodes/a"))
+            for i in range(50):
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await _raw(channel, f"/edgewise.graph.v1.GraphQueryService/Invented{i}")(b"")
+    finally:
+        await running.stop(0)
+    for interceptor in chain:
+        assert list(interceptor._wrapped) == ["/edgewise.graph.v1.GraphQueryService/GetNode"]
+
+
+async def test_the_unknown_method_answer_is_logged_and_health_probes_log_at_debug(served, caplog):
+    _, _, channel = served
+    caplog.set_level(logging.DEBUG, logger="edgewise.access")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _raw(channel, "/x.Y/Z")(b"", metadata=[("x-request-id", "r-unknown")])
+    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                    metadata=[("x-request-id", "r-health")])
+    mine = {rec.__dict__["fields"]["request_id"]: rec for rec in caplog.records
+            if rec.name == "edgewise.access" and rec.__dict__.get("fields", {}).get("request_id", "").startswith("r-")}
+    assert mine["r-unknown"].levelno == logging.INFO
+    assert mine["r-unknown"].__dict__["fields"]["grpc_code"] == "UNIMPLEMENTED"
+    assert mine["r-health"].levelno == logging.DEBUG
