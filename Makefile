@@ -20,12 +20,15 @@ PROTO_STAMP := edgewise/.stamp-protos
 GOOGLEAPIS_DIR = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 GRPC_TOOLS_PROTOS = $(shell $(PY) -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))')
 BUF_DEPS_DIR := build/buf-deps
+# The protos' descriptor set (imports and google.rpc error details included) that Envoy's
+# grpc_json_transcoder reads; gitignored like all of build/.
+DESCRIPTOR_SET := build/edgewise.pb
 
 .PHONY: help venv protos run test lint buf-lint import-lint ruff mypy clean bench python-bootstrap
 
 help:
 	@echo "make venv    - create .venv with the pinned dependencies"
-	@echo "make protos  - generate Python code from protos/ into ./edgewise"
+	@echo "make protos  - generate Python code from protos/ into ./edgewise, and the descriptor set build/edgewise.pb (the edge's REST transcoder)"
 	@echo "make run     - start the command service and the query workers (one per core) on SQLite (./var/edgewise.db);"
 	@echo "               make run STORE=dynamodb: on DynamoDB (a local moto stand-in unless EDGEWISE_DYNAMODB_ENDPOINT is set)"
 	@echo "make test    - run the test suite"
@@ -54,6 +57,7 @@ $(PROTO_STAMP): $(VENV_STAMP) $(PROTO_SRC)
 	$(PY) -m grpc_tools.protoc -I protos -I "$(GOOGLEAPIS_DIR)" -I "$(GRPC_TOOLS_PROTOS)" \
 		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
 	for d in edgewise edgewise/graph edgewise/graph/v1; do touch $$d/__init__.py; done
+	$(PY) -m gateway.descriptors $(DESCRIPTOR_SET)
 	touch $@
 
 # buf cannot fetch the googleapis module from its registry offline: copy google/api/*.proto from the

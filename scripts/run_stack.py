@@ -136,8 +136,30 @@ def plan(settings: Settings, env: Mapping[str, str]) -> tuple[list[ProcessSpec],
             ports = (f"127.0.0.1:{settings.metrics_port + i}",)
         specs.append(ProcessSpec(f"query-{i}", "query_service", address, worker_env, restart=True, ports=ports,
                                  label=f"gRPC {address}  GraphQueryService"))
-    # the gateway, once gateway/ is merged: specs.append(ProcessSpec("gateway", "gateway", ...))
+    if env.get("EDGEWISE_EDGE", "on").lower() not in ("off", "0", "false", "no"):
+        specs.append(edge_spec(env, shared))
     return specs, shared
+
+
+def edge_spec(env: Mapping[str, str], shared: Mapping[str, str]) -> ProcessSpec:
+    """Envoy in front of everything (``python -m gateway``): one gRPC port for both services,
+    REST/JSON, admin on loopback. Ready when its admin ``/ready`` says LIVE."""
+    from gateway.settings import GatewaySettings
+
+    edge = GatewaySettings.from_env({**env, **shared})
+
+    def live(admin: str) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{admin}/ready", timeout=1.0) as reply:
+                return bool(reply.read().strip() == b"LIVE")
+        except OSError:
+            return False
+
+    return ProcessSpec("edge", "gateway", str(edge.admin_addr), ports=(str(edge.grpc_addr), str(edge.rest_addr)),
+                       ready=live, label=f"gRPC {edge.grpc_addr}  both services (Envoy); REST http://{edge.rest_addr}; "
+                                         f"admin http://{edge.admin_addr}")
 
 
 # --- the lock file: one stack per run directory ---------------------------------------------

@@ -3,7 +3,7 @@
 # found by its command line (so it works whether or not an init process is PID 1).
 #   command_service / query_service: grpc.health.v1 through `python -m cli health`, on the
 #     loopback address of the port the service listens on (EDGEWISE_*_ADDR).
-#   gateway: Envoy's admin /ready (EDGEWISE_GATEWAY_ADMIN_ADDR, loopback only).
+#   gateway: Envoy's admin /ready (EDGEWISE_EDGE_ADMIN_ADDR, loopback only).
 # Exit 0 healthy, 1 not. Output goes to `docker inspect` only.
 set -eu
 
@@ -36,7 +36,7 @@ elif running query_service; then
     if [ -n "${EDGEWISE_QUERY_ADDR:-}" ]; then set -- "$@" --query-addr "$(dial "$EDGEWISE_QUERY_ADDR")"; fi
     exec python -m cli health "$@"
 elif running gateway; then
-    admin="$(dial "${EDGEWISE_GATEWAY_ADMIN_ADDR:-127.0.0.1:9901}")"
+    admin="$(dial "${EDGEWISE_EDGE_ADMIN_ADDR:-127.0.0.1:9901}")"
     exec python -c 'import sys, urllib.request
 with urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=3) as reply:
     sys.exit(0 if reply.status == 200 else 1)' "$admin"

@@ -164,6 +164,10 @@ def _metadata_value(context: aio.ServicerContext, key: str) -> str:
     return ""
 
 
+def _metadata_values(context: aio.ServicerContext, key: str) -> list[str]:
+    return [item[1] for item in context.invocation_metadata() or () if item[0] == key]
+
+
 def _new_request_context(method: str, context: aio.ServicerContext) -> RequestContext:
     request_id = _metadata_value(context, REQUEST_ID_METADATA)[:128] or str(uuid.uuid4())
     remaining = context.time_remaining()
@@ -266,12 +270,15 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
 
 
 class ValidationInterceptor(_WrappingInterceptor):
-    """Apply the rule table (infrastructure.grpc.validation) before the handler runs.
+    """Apply the rule table (infrastructure.grpc.validation) before the handler runs, and
+    on commands the edge's idempotency key (its header equals the body's request_id).
     Client-streaming requests are not validated here (no such RPC exists)."""
 
     async def around_unary(self, method, behavior, request, context):
         if not _is_iterator(request):
             validation.validate(method, request)
+            validation.check_idempotency_header(method, request, _metadata_values(
+                context, validation.IDEMPOTENCY_HEADER))
         return await behavior(request, context)
 
     async def around_stream(self, method, behavior, request, context):

@@ -618,6 +618,38 @@ def validate(method: str, request: Any) -> None:
         raise failure(found)
 
 
+# --- the edge's idempotency key ---------------------------------------------------------
+# Envoy retries a command only when the caller sent this header (ADR 0013): it cannot read
+# the protobuf body, so the header is how a caller tells it "this call carries a request_id".
+# A header that does not equal the body's request_id would let Envoy retry a call that is
+# not idempotent (an empty request_id) or whose replays are keyed differently: refused.
+IDEMPOTENCY_HEADER = "x-edgewise-request-id"
+
+
+def idempotency_header_violations(method: str, request: Any, header: Iterable[str]) -> list[Violation]:
+    """Violations of the header/body agreement for a command with ``request_id``.
+    ``header`` holds every value the call sent for IDEMPOTENCY_HEADER (none: nothing to
+    check; a query or a method without ``request_id`` is not checked either)."""
+    values = list(header)
+    if not values or not method.startswith(f"/{COMMAND_SERVICE}/"):
+        return []
+    if "request_id" not in request.DESCRIPTOR.fields_by_name:
+        return []
+    body = request.request_id
+    if len(values) == 1 and values[0] == body and names.is_uuid4(body):
+        return []
+    sent = values[0] if len(values) == 1 else values
+    return [Violation("request_id", f"must be a UUID4 equal to the {IDEMPOTENCY_HEADER} header when that header "
+                                    f"is sent (the edge retries such a call), got request_id {body!r} and header "
+                                    f"{sent!r}")]
+
+
+def check_idempotency_header(method: str, request: Any, header: Iterable[str]) -> None:
+    found = idempotency_header_violations(method, request, header)
+    if found:
+        raise failure(found)
+
+
 def failure(found: Iterable[Violation]) -> ValidationFailed:
     found = list(found)
     summary = "; ".join(f"{v.field}: {v.description}" for v in found[:5])

@@ -11,7 +11,7 @@ import grimp
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PACKAGES = ("domain", "command_service", "query_service", "infrastructure", "cli", "deploy")
+PACKAGES = ("domain", "command_service", "query_service", "infrastructure", "cli", "deploy", "gateway")
 
 pytestmark = pytest.mark.architecture
 

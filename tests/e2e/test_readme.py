@@ -23,15 +23,27 @@ def walkthrough() -> str:
 
 @pytest.fixture(scope="module")
 def fresh_stack(tmp_path_factory, engine, request):
-    """On each engine: `make run` and `make run STORE=dynamodb` serve the same walk-through."""
-    s = Stack(tmp_path_factory.mktemp(f"readme-{engine}"), engine_env(engine, request)).start()
-    yield s
-    s.stop()
+    """As `make run` (and `make run STORE=dynamodb`) serves it: both services behind the real
+    Envoy, the walk-through's gRPC calls on the edge's one port, its curl on the REST port."""
+    from tests.edge.conftest import edge_settings, running
+
+    workdir = tmp_path_factory.mktemp(f"readme-{engine}")
+    s = Stack(workdir, engine_env(engine, request)).start()
+    try:
+        with running(edge_settings([s.command_addr], [s.query_addr]), workdir / "envoy") as gateway:
+            s.edge = gateway.endpoints
+            yield s
+    finally:
+        s.stop()
+
+
+def as_written(stack: Stack) -> str:
+    """The walk-through with the README's addresses replaced by this stack's."""
+    return walkthrough().replace("127.0.0.1:8080", stack.edge.grpc).replace("127.0.0.1:8081", stack.edge.rest)
 
 
 def test_readme_walkthrough_works_as_written(fresh_stack):
-    script = (walkthrough().replace("127.0.0.1:50051", fresh_stack.command_addr)
-              .replace("127.0.0.1:50052", fresh_stack.query_addr))
+    script = as_written(fresh_stack)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(["bash", "-e", "-u", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -44,14 +56,14 @@ def test_readme_walkthrough_works_as_written(fresh_stack):
     assert '"depth": 2' in out and "graphs/demo/nodes/linus" in out
     assert '"plan": "INDEX_RANGE(Person.age)"' in out
     assert '"reason":"CARDINALITY_VIOLATED"' in out.replace(" ", "")
+    assert '"name":"graphs/demo/nodes/ada"' in out.replace(" ", "")  # the REST/JSON GetNode
 
 
 def test_the_readme_quotes_what_grpcurl_prints(fresh_stack):
     """grpcurl prints numeric codes with -format-error and CamelCase names without: the prose
     around the walk-through quotes both as they appear."""
     readme = (ROOT / "README.md").read_text()
-    script = (walkthrough().replace("127.0.0.1:50051", fresh_stack.command_addr)
-              .replace("127.0.0.1:50052", fresh_stack.query_addr))
+    script = as_written(fresh_stack)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     # twice, going on past errors (no -e): the second run meets the graph "demo" the first left
     for _ in range(2):
