@@ -230,6 +230,11 @@ def port_in_use(address: str) -> bool:
     return False
 
 
+def reserved_ports(specs: list[ProcessSpec]) -> set[int]:
+    return {parts[1] for spec in specs for address in (spec.address, *spec.ports)
+            if (parts := split_address(address)) is not None}
+
+
 def check_ports(specs: list[ProcessSpec]) -> None:
     for spec in specs:
         for address in (spec.address, *spec.ports):
@@ -384,15 +389,29 @@ def banner(stack: Stack, describe: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def start_stand_in(env: dict[str, str]) -> "MotoServer":
-    """moto on loopback with the tables, its settings merged into ``env`` (imported only when asked for)."""
+def start_stand_in(env: dict[str, str], reserved: set[int]) -> "MotoServer":
+    """moto on loopback with the tables, its settings merged into ``env`` (imported only when
+    asked for). Its port is none of ``reserved`` (the stack's own ports, free but not bound yet:
+    the system may hand one of them out as a free port)."""
     import asyncio
 
-    from scripts.moto_server import MotoServer, create_tables_at
+    from scripts.moto_server import START_ATTEMPTS, MotoServer, MotoStartError, create_tables_at, free_port
 
     prefix = env.get("EDGEWISE_DYNAMODB_TABLE_PREFIX") or "edgewise-"
     region = env.get("EDGEWISE_DYNAMODB_REGION") or "us-east-1"
-    server = MotoServer(int(env.get("EDGEWISE_MOTO_PORT") or 0)).start()
+    if env.get("EDGEWISE_MOTO_PORT"):
+        server = MotoServer(int(env["EDGEWISE_MOTO_PORT"])).start()
+    else:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            port = free_port()
+            while port in reserved:
+                port = free_port()
+            try:
+                server = MotoServer(port).start()
+                break
+            except MotoStartError:
+                if attempt == START_ATTEMPTS:
+                    raise
     try:
         asyncio.run(create_tables_at(server.endpoint, prefix=prefix, region=region))
     except BaseException:
@@ -446,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     stand_in = None
     try:
         if settings.store == "dynamodb" and not settings.dynamodb.endpoint:
-            stand_in = start_stand_in(env)
+            stand_in = start_stand_in(env, reserved_ports(specs))
         describe: dict[str, Any] = {
             "store": Settings.from_env(env).describe_store(),
             "endpoints": {"command": settings.command_addr, "query": env["EDGEWISE_QUERY_ADDRS"]}}
