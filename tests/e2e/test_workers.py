@@ -1,6 +1,6 @@
-"""`make run`'s orchestrator (scripts/run_stack.py) as a user runs it: the command service and
-query workers as real processes, on a temporary run directory and free ports (never ./var
-nor the default ports).
+"""`make run`'s orchestrator (scripts/run_stack.py) as a user runs it: the command service,
+query workers and the edge (Envoy) as real processes, on a temporary run directory and free
+ports (never ./var nor the default ports).
 
 - every worker answers, and every worker honours a consistency token;
 - killing the projecting worker hands the projection to another (SQLite's file lock), the
@@ -67,6 +67,15 @@ def free_block(n: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
+def group_alive(pgid: int) -> bool:
+    """Any process left in the group (each child of run_stack leads one: Envoy is in the edge's)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -115,7 +124,10 @@ class RunStack:
             "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_COMMAND_ADDR": self.command_addr,
             "EDGEWISE_QUERY_ADDR": self.query_addrs[0], "EDGEWISE_QUERY_WORKERS": str(workers),
             "EDGEWISE_STORE": engine, "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "20",
+            "EDGEWISE_EDGE_GRPC_ADDR": f"127.0.0.1:{free_port()}", "EDGEWISE_EDGE_REST_ADDR": f"127.0.0.1:{free_port()}",
+            "EDGEWISE_EDGE_ADMIN_ADDR": f"127.0.0.1:{free_port()}", "EDGEWISE_EDGE_CONCURRENCY": "1",
             **(extra_env or {})})
+        self.edge_addr = self.env["EDGEWISE_EDGE_GRPC_ADDR"]
         self.log = workdir / "run_stack.log"
         self.process: subprocess.Popen | None = None
         self.banner = ""
@@ -201,10 +213,12 @@ def running(request, tmp_path_factory):
     stack.engine = request.param
     try:
         yield stack
-        pids = {**stack.children(), **({"moto": stack.state()["stand_in_pid"]}
-                                       if request.param == "dynamodb" else {})}
+        groups = stack.children()  # each child leads its own process group (the edge's holds Envoy)
+        moto = stack.state().get("stand_in_pid")
         assert stack.interrupt() == 0, stack.log.read_text()[-5000:]
-        wait_until(lambda: not any(alive(pid) for pid in pids.values()), 5, f"no child alive of {pids}")
+        wait_until(lambda: not any(group_alive(pgid) for pgid in groups.values()), 5,
+                   f"no process left in the groups {groups}")
+        assert moto is None or not alive(moto)
         assert (stack.run_dir / "run_stack.lock").read_text() == ""  # emptied; the lock went with the process
         log = stack.log.read_text()
         assert "Traceback" not in log, log[-5000:]
@@ -215,11 +229,12 @@ def running(request, tmp_path_factory):
 
 def test_every_worker_answers_and_reads_its_writes(running):
     assert f"query-{WORKERS - 1}" in running.banner and running.command_addr in running.banner
+    assert "edge" in running.children() and running.edge_addr in running.banner
     for address in running.query_addrs:
         assert address in running.banner and serving(address)
     assert running.state()["endpoints"]["query"] == ",".join(running.query_addrs)
     graph, token = new_graph(running)
-    for address in running.query_addrs:
+    for address in [*running.query_addrs, running.edge_addr]:  # each worker, and through the edge
         assert read_back(running, address, graph, "ada", token) == f"{graph}/nodes/ada"
     if running.engine == "sqlite":  # exactly one worker projects: the lock holder
         holder = holder_pid(lock_path_for(str(running.db_path)))
@@ -332,10 +347,11 @@ def test_killing_the_orchestrator_outright_leaves_no_process(tmp_path, engine):
     stack = RunStack(tmp_path, engine, workers=2).start()
     try:
         children = stack.children()
+        assert "edge" in children
         stack.process.send_signal(signal.SIGKILL)
         stack.process.wait(10)
-        wait_until(lambda: not any(alive(pid) for pid in children.values()), 15,
-                   f"the children {children} to follow their parent")
+        wait_until(lambda: not any(group_alive(pgid) for pgid in children.values()), 15,
+                   f"the children {children} (and Envoy, the edge's child) to follow their parent")
         with open(stack.run_dir / "run_stack.lock") as f:  # the lock went with the process
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
