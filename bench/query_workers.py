@@ -4,9 +4,12 @@ Not part of ``make test`` nor ``make bench``. In one run, for each worker count 
 1, then the number of cores), it starts the stack exactly as ``make run`` does
 (scripts/run_stack.py, on a temporary data file and free loopback ports), loads a small
 graph through the command service, waits until every worker has projected it, and then
-runs 16 concurrent GetNode callers for a fixed time. There is no gateway in front: the
-callers' channels are spread round-robin over the workers' ports (caller i uses worker
-i mod N), as a load balancer keeping one connection per endpoint would. The callers run in
+runs 16 concurrent GetNode callers for a fixed time. ``--via edge`` (the default): the
+callers go through the edge (Envoy, ``python -m gateway``, as ``make run`` starts it), one
+connection per client process, and Envoy spreads the calls over the workers. ``--via
+direct``: the stack runs without the edge (``EDGEWISE_EDGE=off``) and the callers' channels
+are spread round-robin over the workers' ports (caller i uses worker i mod N), as a load
+balancer keeping one connection per endpoint would. The callers run in
 ``--client-procs`` processes (grpc.aio, one event loop each) so the client is less likely to
 be the bottleneck; on a small machine the client and the workers share the cores, and the
 numbers say so.
@@ -49,8 +52,9 @@ def free_port() -> int:
 class RunStack:
     """``scripts/run_stack.py`` with ``workers`` query workers, as ``make run`` starts it."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
+    def __init__(self, workdir: Path, workers: int, via: str = "edge") -> None:
         self.workdir = workdir
+        self.via = via
         self.command_addr = f"127.0.0.1:{free_port()}"
         self.query_addrs = [f"127.0.0.1:{free_port()}" for _ in range(workers)]
         (workdir / "run").mkdir()
@@ -59,8 +63,20 @@ class RunStack:
                          "EDGEWISE_DB_PATH": str(workdir / "edgewise.db"), "EDGEWISE_TOKEN_SECRET": SECRET,
                          "EDGEWISE_COMMAND_ADDR": self.command_addr,
                          "EDGEWISE_QUERY_ADDRS": ",".join(self.query_addrs), "EDGEWISE_LOG_LEVEL": "WARNING"})
+        self.edge_addr = f"127.0.0.1:{free_port()}"
+        if via == "edge":
+            self.env.update({"EDGEWISE_EDGE_GRPC_ADDR": self.edge_addr,
+                             "EDGEWISE_EDGE_REST_ADDR": f"127.0.0.1:{free_port()}",
+                             "EDGEWISE_EDGE_ADMIN_ADDR": f"127.0.0.1:{free_port()}",
+                             "EDGEWISE_EDGE_ACCESS_LOG": str(workdir / "envoy-access.log")})
+        else:
+            self.env["EDGEWISE_EDGE"] = "off"
         self.log = workdir / "stack.log"
         self.process: subprocess.Popen[str] | None = None
+
+    def call_addresses(self) -> list[str]:
+        """Where the callers connect: the edge, or every worker (round-robin)."""
+        return [self.edge_addr] if self.via == "edge" else self.query_addrs
 
     def __enter__(self) -> "RunStack":
         self.process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_stack.py")], cwd=ROOT,
@@ -76,8 +92,13 @@ class RunStack:
         raise RuntimeError("the stack did not come up in 90 s")
 
     def worker_pids(self) -> list[int]:
+        """The query workers' pids; with the edge, Envoy's too (it is on the read path)."""
         state = json.loads((self.workdir / "run" / "run_stack.lock").read_text())
-        return [pid for name, pid in state["children"].items() if name.startswith("query-")]
+        pids = [pid for name, pid in state["children"].items() if name.startswith("query-")]
+        if "edge" in state["children"]:  # Envoy: the edge process's children (its own process group)
+            pids += [int(p) for p in subprocess.run(["pgrep", "-g", str(state["children"]["edge"])],
+                                                    capture_output=True, text=True).stdout.split()]
+        return pids
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:  # Ctrl-C, as a user stops make run
@@ -177,7 +198,7 @@ def measure(stack: RunStack, callers: int, client_procs: int, nodes: int, warmup
     procs, first = [], 0
     for share in shares:
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "bench.query_workers", "--client", "--addresses", ",".join(stack.query_addrs),
+            [sys.executable, "-m", "bench.query_workers", "--client", "--addresses", ",".join(stack.call_addresses()),
              "--first-caller", str(first), "--callers", str(share), "--total-callers", str(callers),
              "--nodes", str(nodes), "--warmup", str(warmup), "--seconds", str(seconds)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True))
@@ -197,7 +218,7 @@ def measure(stack: RunStack, callers: int, client_procs: int, nodes: int, warmup
 
     return {"calls_per_s": calls / seconds, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
             "errors": float(sum(r["errors"] for r in results)),
-            "worker_cores": cpu / elapsed}  # CPU the workers used, in cores (1.0 = one core busy)
+            "worker_cores": cpu / elapsed}  # CPU the workers (and Envoy) used, in cores (1.0 = one core busy)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=2000, help="nodes in the graph (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run (default: %(default)s)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default: %(default)s)")
+    parser.add_argument("--via", choices=("edge", "direct"), default="edge",
+                        help="through the edge (Envoy), or straight to the workers' ports (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure the counts in turn this many times; report each one's median (default: 1)")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -229,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             for workers in counts:  # all up at once, loaded once; measured in turn
                 workdir = Path(tmp) / f"w{workers}"
                 workdir.mkdir()
-                stacks[workers] = stack = RunStack(workdir, workers)
+                stacks[workers] = stack = RunStack(workdir, workers, args.via)
                 stack.__enter__()
                 populate(stack, args.nodes)
             for _ in range(max(1, args.rounds)):
@@ -240,11 +263,12 @@ def main(argv: list[str] | None = None) -> None:
             for stack in stacks.values():
                 stack.__exit__()
     rows = [(n, sorted(rs, key=lambda r: r["calls_per_s"])[len(rs) // 2]) for n, rs in measured.items()]
-    print(f"GetNode, {args.callers} concurrent callers over {max(1, args.client_procs)} client processes, "
+    how = "through the edge (Envoy)" if args.via == "edge" else "straight to the workers, round-robin"
+    print(f"GetNode {how}, {args.callers} concurrent callers over {max(1, args.client_procs)} client processes, "
           f"{args.seconds:g} s each, {args.nodes} nodes, read cache on; {os.cpu_count()} cores "
           f"shared by the client and the workers; {max(1, args.rounds)} round(s), median shown")
     print(f"{'query workers':>13}  {'calls/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'errors':>6}  "
-          f"{'worker CPU (cores)':>18}  vs 1 worker  rounds (calls/s)")
+          f"{'server CPU (cores)':>18}  vs 1 worker  rounds (calls/s)")
     base = rows[0][1]["calls_per_s"] if rows else 1.0
     for workers, r in rows:
         each = ", ".join(f"{m['calls_per_s']:.0f}" for m in measured[workers])
