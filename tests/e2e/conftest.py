@@ -28,7 +28,10 @@ def engine_env(engine: str, request) -> dict[str, str]:
     server = request.getfixturevalue("moto_server")
     prefix = unique_prefix()
     asyncio.run(create_tables_at(server.endpoint, prefix=prefix))
-    return server.service_env(prefix)
+    # An idle poll is a few calls to moto (checkpoints, shards, heads): at the SQLite stacks'
+    # 20 ms they kept moto's one process busy for the whole session. A reader behind a
+    # token wakes the projector at once anyway (ProjectionProgress.on_behind).
+    return {**server.service_env(prefix), "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "100"}
 
 
 @pytest.fixture(scope="session", params=ENGINES)
