@@ -76,4 +76,11 @@ def request_scope(ctx: RequestContext) -> Iterator[RequestContext]:
     try:
         yield ctx
     finally:
-        _current.reset(token)
+        try:
+            _current.reset(token)
+        except ValueError:
+            # A response stream's generator closed from another task (grpc ends a cancelled or
+            # timed-out stream with athrow in a task of its own, in a copy of the Context): that
+            # Context's value dies with it, nothing to restore. Raising here turned a CANCELLED
+            # stream into INTERNAL and a "Task exception was never retrieved".
+            pass

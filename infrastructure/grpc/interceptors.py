@@ -193,7 +193,8 @@ class RequestContextInterceptor(_WrappingInterceptor):
 
 def _log_call(method: str, context: aio.ServicerContext, started: float,
               exc: BaseException | None, messages: int | None = None) -> None:
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        # GeneratorExit: grpc closed a response stream the caller cancelled or let time out
         code_name = "CANCELLED"
     elif exc is not None and not isinstance(exc, aio.AbortError):
         code_name = code_for(exc).name

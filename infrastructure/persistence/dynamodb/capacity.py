@@ -94,7 +94,10 @@ def capacity_scope() -> Iterator[CapacityUsage]:
     try:
         yield usage
     finally:
-        _SCOPES.reset(token)
+        try:
+            _SCOPES.reset(token)
+        except ValueError:  # closed from another Context (a cancelled response stream): nothing to restore
+            pass
 
 
 def current_scope() -> CapacityUsage | None:

@@ -43,6 +43,12 @@ class FakeQueries(qg.GraphQueryServiceServicer):
         return q.GetNodeResponse(node=r.Node(name=request.name))
 
     async def WatchEvents(self, request, context):
+        if request.parent == "graphs/forever":  # a live stream: it ends only when the caller cancels
+            position = 0
+            while True:
+                position += 1
+                yield q.WatchEventsResponse(event=r.Event(position=position))
+                await asyncio.sleep(0.01)
         for position in (1, 2):
             yield q.WatchEventsResponse(event=r.Event(position=position))
         raise NotFound("graph gone", resource_type="edgewise.graph.v1/Graph",
@@ -280,3 +286,40 @@ async def test_the_unknown_method_answer_is_logged_and_health_probes_log_at_debu
     assert mine["r-unknown"].levelno == logging.INFO
     assert mine["r-unknown"].__dict__["fields"]["grpc_code"] == "UNIMPLEMENTED"
     assert mine["r-health"].levelno == logging.DEBUG
+
+
+async def test_a_cancelled_stream_is_cancelled_not_internal(served, caplog):
+    """Issue 8's defect: a caller cancelling WatchEvents was logged as INTERNAL (the request
+    context's token was reset in another Context when grpc closed the stream), with a
+    'Task exception was never retrieved' on the loop."""
+    import gc
+    import logging
+
+    _, _, channel = served
+    loop_errors: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+    with caplog.at_level(logging.DEBUG):
+        for timeout in (None, 0.2, None):  # cancelled by the caller, ended by its deadline, cancelled
+            call = qg.GraphQueryServiceStub(channel).WatchEvents(q.WatchEventsRequest(parent="graphs/forever"),
+                                                                 timeout=timeout)
+            got = 0
+            try:
+                async for _response in call:
+                    got += 1
+                    if timeout is None and got == 3:
+                        break
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            call.cancel()
+        await asyncio.sleep(0.3)  # the server notices the cancellations and closes the streams
+        gc.collect()
+        await asyncio.sleep(0.05)
+    access = [rec for rec in caplog.records if rec.name == "edgewise.access" and "WatchEvents" in rec.getMessage()]
+    assert len(access) == 3, [rec.getMessage() for rec in access]
+    assert all(getattr(rec, "fields", {}).get("grpc_code") in ("CANCELLED", "DEADLINE_EXCEEDED") for rec in access), \
+        [getattr(rec, "fields", {}) for rec in access]
+    problems = [rec.getMessage() for rec in caplog.records
+                if "different Context" in rec.getMessage() or "INTERNAL" in rec.getMessage()
+                or (rec.exc_info and "different Context" in str(rec.exc_info[1]))]
+    assert not problems, problems
+    assert not loop_errors, loop_errors
