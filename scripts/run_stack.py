@@ -1,4 +1,5 @@
-"""Run Edgewise in the foreground: the command service and the query workers (``make run``).
+"""Run Edgewise in the foreground: the command service, the query workers and Envoy in front
+of them (``make run``; ``EDGEWISE_EDGE=off`` leaves Envoy out).
 
 The orchestrator is this script, not the services: each process is a plain
 ``python -m <service>`` with its own address in its environment, so a query worker here is
@@ -13,6 +14,9 @@ process is one ``ProcessSpec`` line there.
   holder of ``<db>.projector.lock`` on SQLite, of each shard's lease on DynamoDB); the others
   follow, and take over when it dies. A worker that exits is restarted after a second, unless
   it keeps exiting within seconds of its start; the command service exiting stops everything.
+- **The edge**: ``python -m gateway`` (Envoy) on ``EDGEWISE_EDGE_GRPC_ADDR`` (8080, both
+  services), ``EDGEWISE_EDGE_REST_ADDR`` (8081, REST/JSON) and its admin (9901, loopback),
+  upstreams the command service and every worker; ready when its admin ``/ready`` says LIVE.
 - **Start-up**: the settings are checked once here (a bad one: one message, exit 2); the
   lock file ``$EDGEWISE_RUN_DIR/run_stack.lock`` (default ``./var``) and the listen ports must
   be free, else ONE line ("edgewise is already running on ...") and exit 1; then every
