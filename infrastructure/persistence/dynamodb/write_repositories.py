@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from deploy.dynamodb.tables import PENDING_INDEX, PENDING_PK, PENDING_SK, PK, SK, TTL_ATTRIBUTE
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found, topology_changed_concurrently
-from domain.errors import DomainError, FieldViolation, Internal, Reason, RuleViolated, ValidationFailed, VersionConflict
+from domain.errors import DomainError, Internal, Reason, RuleViolated, VersionConflict
 from domain.node import Node, node_already_exists, node_changed_concurrently, node_not_found
-from domain.ports import CascadeJob, IdempotencyRecord, PendingIdempotencyRecord, Prefetch
+from domain.ports import CascadeJob, IdempotencyRecord, Prefetch
 from domain.rules import BusinessRule, CardinalityRespected, EndpointExists, UniqueValueFree, check_rule
 from domain.schema import EdgeType, Schema, schema_changed_concurrently, schema_from_dict, schema_to_dict
 from domain.values import (
@@ -57,6 +57,7 @@ from domain.values import (
     properties_json,
 )
 
+from infrastructure.persistence.idempotency import StagedIdempotencyStore
 from infrastructure.persistence.dynamodb import keys
 from infrastructure.persistence.dynamodb.attributes import (
     AttributeValue,
@@ -782,35 +783,19 @@ def expired(item: Item, now: datetime) -> bool:
     return TTL_ATTRIBUTE in item and get_int(item, TTL_ATTRIBUTE) <= now.timestamp()
 
 
-class DynamoIdempotencyStore:
+class DynamoIdempotencyStore(StagedIdempotencyStore):
     def __init__(self, uow: "DynamoUnitOfWork") -> None:
+        super().__init__()
         self._uow = uow
-        self._records: dict[tuple[str, str], IdempotencyRecord | PendingIdempotencyRecord | None] = {}
-        self._pending: list[PendingIdempotencyRecord] = []
 
-    async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
+    def _ensure_open(self, graph: str) -> None:
         self._uow.ensure_open(graph)
-        key = (graph, request_id)
-        if key not in self._records:
-            item = await self._uow.get_item(keys.idempotency_key(graph, request_id))
-            live = item is not None and not expired(item, self._uow.now())
-            self._records[key] = idempotency_record(item, graph, request_id) if live and item is not None else None
-        record = self._records[key]
-        return record if isinstance(record, IdempotencyRecord) else None
 
-    async def put(self, record: PendingIdempotencyRecord) -> None:
-        self._uow.ensure_open(record.graph)
-        key = (record.graph, record.request_id)
-        if await self.get(*key) is not None or self._records.get(key) is not None:
-            raise ValidationFailed(
-                f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
-                violations=[FieldViolation("request_id", "already used for another request")])
-        self._records[key] = record
-        self._pending.append(record)
-
-    def take_pending(self) -> list[PendingIdempotencyRecord]:
-        pending, self._pending = self._pending, []
-        return pending
+    async def _load(self, graph: str, request_id: str) -> IdempotencyRecord | None:
+        item = await self._uow.get_item(keys.idempotency_key(graph, request_id))
+        if item is None or expired(item, self._uow.now()):
+            return None
+        return idempotency_record(item, graph, request_id)
 
 
 def stage_idempotency(tx: TransactionBuilder, table: str, records: Iterable[IdempotencyRecord],

@@ -23,9 +23,9 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from domain.edge import Direction, Edge, edge_already_exists, edge_not_found, topology_changed_concurrently
-from domain.errors import FieldViolation, Internal, Reason, ValidationFailed, VersionConflict
+from domain.errors import Internal, Reason, VersionConflict
 from domain.node import Node, node_already_exists, node_changed_concurrently, node_not_found
-from domain.ports import CascadeJob, IdempotencyRecord, PendingIdempotencyRecord, Prefetch
+from domain.ports import CascadeJob, IdempotencyRecord, Prefetch
 from domain.rules import UniqueValueFree, check_rule
 from domain.schema import Schema, schema_changed_concurrently, schema_from_dict, schema_to_dict
 from domain.values import (
@@ -38,6 +38,7 @@ from domain.values import (
     properties_json,
 )
 
+from infrastructure.persistence.idempotency import StagedIdempotencyStore
 from infrastructure.persistence.sqlite.statements import ROWS_PER_STATEMENT, insert_rows, select_keys
 from infrastructure.persistence.tracking import NodeIdentityMap
 
@@ -641,39 +642,22 @@ def _bump_topology(c: sqlite3.Connection, graph: str, edge_type: str, expected: 
 
 # --- idempotency & cascade jobs -------------------------------------------------------
 
-class SqliteIdempotencyStore:
+class SqliteIdempotencyStore(StagedIdempotencyStore):
     def __init__(self, uow: "SqliteUnitOfWork") -> None:
+        super().__init__()
         self._uow = uow
-        self._records: dict[tuple[str, str], IdempotencyRecord | PendingIdempotencyRecord | None] = {}
-        self._pending: list[PendingIdempotencyRecord] = []
 
-    async def get(self, graph: str, request_id: str) -> IdempotencyRecord | None:
+    def _ensure_open(self, graph: str) -> None:
         self._uow.ensure_open()
-        key = (graph, request_id)
-        if key not in self._records:
-            row = await self._uow.run(lambda c: c.execute(
-                "SELECT graph, request_id, operation, fingerprint, response, created_at FROM idempotency "
-                "WHERE graph = ? AND request_id = ?", key).fetchone())
-            self._records[key] = None if row is None else IdempotencyRecord(
-                graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
-                fingerprint=row["fingerprint"], response=bytes(row["response"]),
-                created_at=from_epoch_micros(row["created_at"]))
-        record = self._records[key]
-        return record if isinstance(record, IdempotencyRecord) else None
 
-    async def put(self, record: PendingIdempotencyRecord) -> None:
-        key = (record.graph, record.request_id)
-        if await self.get(*key) is not None or self._records.get(key) is not None:
-            raise ValidationFailed(
-                f"request id {record.request_id!r} was already used", reason=Reason.REQUEST_ID_REUSED,
-                violations=[FieldViolation("request_id", "already used for another request")])
-        self._records[key] = record
-        self._pending.append(record)
-
-    def take_pending(self) -> list[PendingIdempotencyRecord]:
-        """The staged records, for the commit to complete with its positions and write."""
-        pending, self._pending = self._pending, []
-        return pending
+    async def _load(self, graph: str, request_id: str) -> IdempotencyRecord | None:
+        row = await self._uow.run(lambda c: c.execute(
+            "SELECT graph, request_id, operation, fingerprint, response, created_at FROM idempotency "
+            "WHERE graph = ? AND request_id = ?", (graph, request_id)).fetchone())
+        return None if row is None else IdempotencyRecord(
+            graph=row["graph"], request_id=row["request_id"], operation=row["operation"],
+            fingerprint=row["fingerprint"], response=bytes(row["response"]),
+            created_at=from_epoch_micros(row["created_at"]))
 
 
 def insert_idempotency(c: sqlite3.Connection, records: Sequence[IdempotencyRecord]) -> None:
