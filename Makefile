@@ -93,6 +93,7 @@ run: $(VENV_STAMP) $(PROTO_STAMP)
 	@EDGEWISE_STORE="$${EDGEWISE_STORE:-$(STORE)}" \
 	EDGEWISE_DB_PATH="$${EDGEWISE_DB_PATH:-./var/edgewise.db}" \
 	EDGEWISE_TOKEN_SECRET="$${EDGEWISE_TOKEN_SECRET:-dev-only-insecure-token-secret}" \
+	EDGEWISE_AUTH_MODE="$${EDGEWISE_AUTH_MODE:-dev}" \
 		$(PY) scripts/run_stack.py
 
 # pytest exits 5 when it collects no tests; make fails on any non-zero exit, so an

@@ -41,7 +41,7 @@ class Stack:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "EDGEWISE_DB_PATH": str(workdir / "edgewise.db"),
-            "EDGEWISE_TOKEN_SECRET": SECRET,
+            "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_AUTH_MODE": "dev",
             "EDGEWISE_COMMAND_ADDR": self.addresses["command_service"],
             "EDGEWISE_QUERY_ADDR": self.addresses["query_service"],
             **(extra_env or {}),

@@ -21,7 +21,7 @@ async def main(settings: Settings) -> None:
         app.start()
         # Drain order: health NOT_SERVING and in-flight calls first, then the
         # cascade worker, then the store.
-        await serve_grpc(address=settings.command_addr, register=registrar(app.dispatch),
+        await serve_grpc(settings=settings, address=settings.command_addr, register=registrar(app.dispatch),
                          service_names=[COMMAND_SERVICE_NAME], grace=DRAIN_GRACE_SECONDS,
                          elsewhere=served_elsewhere(settings, COMMAND_SERVICE_NAME),
                          log_fields=settings.describe_store())

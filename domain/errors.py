@@ -117,22 +117,36 @@ class RuleViolated(DomainError):
 
 
 class Unauthenticated(DomainError):
+    """UNAUTHENTICATED: no credentials, or credentials that do not verify."""
+
     default_reason = "UNAUTHENTICATED"
 
 
 class PermissionDenied(DomainError):
+    """PERMISSION_DENIED: the caller is known but may not do this (scope, graph)."""
+
     default_reason = "PERMISSION_DENIED"
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One exhausted quota (maps to google.rpc.QuotaFailure.Violation)."""
+
+    subject: str
+    description: str
+
+
 class RateLimited(DomainError):
-    """RESOURCE_EXHAUSTED with RetryInfo."""
+    """RESOURCE_EXHAUSTED with RetryInfo (and QuotaFailure when ``violations`` are given)."""
 
     default_reason = "RATE_LIMITED"
 
     def __init__(self, message: str, *, retry_after_seconds: float = 1.0,
-                 reason: str | None = None, metadata: dict[str, str] | None = None) -> None:
+                 reason: str | None = None, metadata: dict[str, str] | None = None,
+                 violations: list[QuotaViolation] | tuple[QuotaViolation, ...] = ()) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after_seconds = retry_after_seconds
+        self.violations: tuple[QuotaViolation, ...] = tuple(violations)
 
 
 class Unavailable(DomainError):
@@ -198,5 +212,21 @@ class Reason:
     # UNIMPLEMENTED: a port answers only its own service; metadata names the right address
     SERVICE_NOT_SERVED_HERE = "SERVICE_NOT_SERVED_HERE"
     METHOD_NOT_FOUND = "METHOD_NOT_FOUND"
+    # UNAUTHENTICATED (infrastructure/security): the bearer token is absent or does not verify
+    TOKEN_MISSING = "TOKEN_MISSING"
+    TOKEN_MALFORMED = "TOKEN_MALFORMED"
+    TOKEN_SIGNATURE_INVALID = "TOKEN_SIGNATURE_INVALID"
+    TOKEN_ALGORITHM_NOT_ALLOWED = "TOKEN_ALGORITHM_NOT_ALLOWED"
+    TOKEN_KEY_UNKNOWN = "TOKEN_KEY_UNKNOWN"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    TOKEN_NOT_YET_VALID = "TOKEN_NOT_YET_VALID"
+    TOKEN_AUDIENCE_INVALID = "TOKEN_AUDIENCE_INVALID"
+    TOKEN_ISSUER_INVALID = "TOKEN_ISSUER_INVALID"
+    TOKEN_CLAIMS_INVALID = "TOKEN_CLAIMS_INVALID"
+    # PERMISSION_DENIED: the principal lacks the method's scope, or may not use a graph
+    SCOPE_MISSING = "SCOPE_MISSING"
+    GRAPH_ACCESS_DENIED = "GRAPH_ACCESS_DENIED"
+    # RESOURCE_EXHAUSTED: the (principal, graph) token bucket of the method's class is empty
+    RATE_LIMITED = "RATE_LIMITED"
     INTERNAL = "INTERNAL"
 

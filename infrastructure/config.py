@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -89,6 +89,146 @@ class DynamoDBSettings:
         return cls(endpoint=endpoint.rstrip("/"), region=region, table_prefix=table_prefix), problems
 
 
+# Authentication (infrastructure/security): "jwt" verifies a bearer token on every call (the
+# default; it needs at least one key); "dev" lets every caller in as the principal "dev" with
+# every scope on every graph, for `make run` and tests only.
+AUTH_MODES = ("jwt", "dev")
+DEFAULT_AUTH_MODE = "jwt"
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
+DEFAULT_JWT_ISSUER = "edgewise"
+DEFAULT_JWT_AUDIENCE = "edgewise"
+DEFAULT_JWT_LEEWAY_SECONDS = 30
+MAX_JWT_LEEWAY_SECONDS = 300
+MIN_HS256_SECRET_BYTES = 32  # RFC 7518 §3.2: a key at least as long as the hash
+_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _key_list(text: str, name: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    """``kid=value[,kid=value]`` as pairs; a bad entry is a problem naming the key id only."""
+    pairs: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        kid, sep, value = entry.partition("=")
+        kid = kid.strip()
+        if not sep or not _KEY_ID_PATTERN.fullmatch(kid) or not value:
+            problems.append(f"{name} must be a comma-separated list of key-id=value "
+                            f"(key ids of A-Z a-z 0-9 . _ -), got an entry starting {kid[:16]!r}")
+            continue
+        if kid in {k for k, _ in pairs}:
+            problems.append(f"{name} names key id {kid!r} twice")
+            continue
+        pairs.append((kid, value))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How callers are authenticated. Secrets never appear in ``repr``."""
+
+    mode: str = DEFAULT_AUTH_MODE
+    # HS256 secrets and PEM public key files (RS256 for RSA keys, ES256 for P-256 keys), by key id
+    hs256_secrets: tuple[tuple[str, str], ...] = ()
+    public_key_files: tuple[tuple[str, str], ...] = ()
+    jwks_file: str = ""
+    algorithms: tuple[str, ...] = JWT_ALGORITHMS
+    issuer: str = DEFAULT_JWT_ISSUER
+    audience: str = DEFAULT_JWT_AUDIENCE
+    leeway_seconds: int = DEFAULT_JWT_LEEWAY_SECONDS
+
+    @property
+    def dev(self) -> bool:
+        return self.mode == "dev"
+
+    def __repr__(self) -> str:
+        return (f"AuthSettings(mode={self.mode!r}, hs256_key_ids={[k for k, _ in self.hs256_secrets]!r}, "
+                f"public_key_files={self.public_key_files!r}, jwks_file={self.jwks_file!r}, "
+                f"algorithms={self.algorithms!r}, issuer={self.issuer!r}, audience={self.audience!r}, "
+                f"leeway_seconds={self.leeway_seconds!r})")
+
+    @classmethod
+    def from_env(cls, get: Callable[[str], str], problems: list[str]) -> "AuthSettings":
+        mode = (get("EDGEWISE_AUTH_MODE") or DEFAULT_AUTH_MODE).lower()
+        if mode not in AUTH_MODES:
+            problems.append(f"EDGEWISE_AUTH_MODE must be one of {', '.join(AUTH_MODES)}, got {mode!r}")
+        secrets = _key_list(get("EDGEWISE_JWT_HS256_SECRETS"), "EDGEWISE_JWT_HS256_SECRETS", problems)
+        for kid, secret in secrets:
+            if len(secret.encode("utf-8")) < MIN_HS256_SECRET_BYTES:
+                problems.append(f"EDGEWISE_JWT_HS256_SECRETS: the secret of key id {kid!r} must be at least "
+                                f"{MIN_HS256_SECRET_BYTES} bytes")
+        public = _key_list(get("EDGEWISE_JWT_PUBLIC_KEYS"), "EDGEWISE_JWT_PUBLIC_KEYS", problems)
+        for kid, path in public:
+            if not os.path.isfile(path):
+                problems.append(f"EDGEWISE_JWT_PUBLIC_KEYS: the file of key id {kid!r} ({path}) does not exist")
+        jwks = get("EDGEWISE_JWT_JWKS_FILE")
+        if jwks and not os.path.isfile(jwks):
+            problems.append(f"EDGEWISE_JWT_JWKS_FILE {jwks!r} does not exist")
+        overlap = {k for k, _ in secrets} & {k for k, _ in public}
+        if overlap:
+            problems.append(f"key id {sorted(overlap)[0]!r} is both an HS256 secret and a public key")
+        algorithms_text = get("EDGEWISE_JWT_ALGORITHMS") or ",".join(JWT_ALGORITHMS)
+        algorithms = tuple(a.strip() for a in algorithms_text.split(",") if a.strip())
+        bad = [a for a in algorithms if a not in JWT_ALGORITHMS]
+        if bad or not algorithms:
+            problems.append(f"EDGEWISE_JWT_ALGORITHMS must list some of {', '.join(JWT_ALGORITHMS)}, "
+                            f"got {algorithms_text!r}")
+        leeway_text = get("EDGEWISE_JWT_LEEWAY_SECONDS") or str(DEFAULT_JWT_LEEWAY_SECONDS)
+        leeway = int(leeway_text) if leeway_text.isdigit() else -1
+        if not 0 <= leeway <= MAX_JWT_LEEWAY_SECONDS:
+            problems.append(f"EDGEWISE_JWT_LEEWAY_SECONDS must be an integer from 0 to {MAX_JWT_LEEWAY_SECONDS} "
+                            f"(the clock skew tolerated on exp and nbf), got {leeway_text!r}")
+        issuer = get("EDGEWISE_JWT_ISSUER") or DEFAULT_JWT_ISSUER
+        audience = get("EDGEWISE_JWT_AUDIENCE") or DEFAULT_JWT_AUDIENCE
+        if mode == "jwt" and not (secrets or public or jwks):
+            problems.append("EDGEWISE_AUTH_MODE=jwt (the default) needs a key to verify tokens with: "
+                            "EDGEWISE_JWT_HS256_SECRETS, EDGEWISE_JWT_PUBLIC_KEYS or EDGEWISE_JWT_JWKS_FILE; "
+                            "for a local run without tokens set EDGEWISE_AUTH_MODE=dev (make run does)")
+        return cls(mode=mode, hs256_secrets=secrets, public_key_files=public, jwks_file=jwks,
+                   algorithms=algorithms, issuer=issuer, audience=audience, leeway_seconds=leeway)
+
+
+# Rate limiting (infrastructure/grpc/ratelimit.py): a token bucket per (principal, graph) and
+# method class; (rate per second, burst). A rate of 0 turns the class's limit off.
+RATE_CLASSES = ("reads", "writes", "schema")
+DEFAULT_RATE_LIMITS = {"reads": (2000.0, 4000), "writes": (500.0, 1000), "schema": (10.0, 20)}
+DEFAULT_RATE_LIMIT_MAX_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    reads: tuple[float, int] = DEFAULT_RATE_LIMITS["reads"]
+    writes: tuple[float, int] = DEFAULT_RATE_LIMITS["writes"]
+    schema: tuple[float, int] = DEFAULT_RATE_LIMITS["schema"]
+    max_buckets: int = DEFAULT_RATE_LIMIT_MAX_BUCKETS
+
+    def limit(self, method_class: str) -> tuple[float, int]:
+        return {"reads": self.reads, "writes": self.writes, "schema": self.schema}[method_class]
+
+    @classmethod
+    def from_env(cls, get: Callable[[str], str], problems: list[str]) -> "RateLimitSettings":
+        limits: dict[str, tuple[float, int]] = {}
+        for name in RATE_CLASSES:
+            key = f"EDGEWISE_RATE_LIMIT_{name.upper()}"
+            rate, burst = DEFAULT_RATE_LIMITS[name]
+            text = get(key)
+            if text:
+                rate_text, _, burst_text = text.partition(",")
+                try:
+                    rate = float(rate_text)
+                    burst = int(burst_text) if burst_text.strip() else max(1, int(rate))
+                    ok = rate >= 0 and burst >= 1 and rate == rate and rate != float("inf")
+                except ValueError:
+                    ok = False
+                if not ok:
+                    problems.append(f"{key} must be '<calls per second>[,<burst>]' (0 = no limit), got {text!r}")
+            limits[name] = (rate, burst)
+        buckets_text = get("EDGEWISE_RATE_LIMIT_MAX_BUCKETS") or str(DEFAULT_RATE_LIMIT_MAX_BUCKETS)
+        buckets = int(buckets_text) if buckets_text.isdigit() else 0
+        if buckets <= 0:
+            problems.append(f"EDGEWISE_RATE_LIMIT_MAX_BUCKETS must be a positive integer, got {buckets_text!r}")
+        return cls(reads=limits["reads"], writes=limits["writes"], schema=limits["schema"], max_buckets=buckets)
+
+
 # batched: DataLoader-coalesced reads; naive: the legacy one-read-per-node path;
 # shadow: run both, answer with batched, count mismatches (the rollback switch).
 TRAVERSE_ENGINES = ("batched", "naive", "shadow")
@@ -120,6 +260,10 @@ class Settings:
     # process uses the list to say where GraphQueryService is served (SERVICE_NOT_SERVED_HERE).
     query_workers: int = 1
     query_addrs: tuple[str, ...] = ()
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # graph names that may appear as a metrics label value (graph ids are unbounded otherwise)
+    metrics_graphs: tuple[str, ...] = ()
 
     def query_addresses(self) -> tuple[str, ...]:
         """Every address GraphQueryService is served at: ``query_addrs``, else ``query_addr``."""
@@ -144,6 +288,7 @@ class Settings:
                 f"cycle_check_max_nodes={self.cycle_check_max_nodes!r}, "
                 f"store={self.store!r}, dynamodb={self.dynamodb!r}, "
                 f"query_workers={self.query_workers!r}, query_addrs={self.query_addrs!r}, "
+                f"auth={self.auth!r}, rate_limits={self.rate_limits!r}, metrics_graphs={self.metrics_graphs!r}, "
                 f"token_secret=<{len(self.token_secret)} bytes>)")
 
     @classmethod
@@ -238,9 +383,16 @@ class Settings:
         if cycle_max <= 0:
             problems.append(f"EDGEWISE_CYCLE_CHECK_MAX_NODES must be a positive integer, got {cycle_text!r}")
 
+        auth = AuthSettings.from_env(get, problems)
+        rate_limits = RateLimitSettings.from_env(get, problems)
+        metrics_graphs = tuple(g.strip() for g in get("EDGEWISE_METRICS_GRAPHS").split(",") if g.strip())
+
         if problems:
             raise ConfigError(problems)
         return cls(
+            auth=auth,
+            rate_limits=rate_limits,
+            metrics_graphs=metrics_graphs,
             db_path=db_path,
             token_secret=secret.encode("utf-8"),
             command_addr=addrs["EDGEWISE_COMMAND_ADDR"],
@@ -343,6 +495,31 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
                "Prometheus /metrics on 127.0.0.1:<port>; make run: worker i uses port + i"),
     SettingDoc("EDGEWISE_CYCLE_CHECK_MAX_NODES", str(DEFAULT_CYCLE_CHECK_MAX_NODES), ("command", "launcher"),
                "the most nodes one acyclicity check may visit"),
+    SettingDoc("EDGEWISE_AUTH_MODE", DEFAULT_AUTH_MODE + " (make run: dev)", _BOTH,
+               "jwt: every call needs 'authorization: Bearer <JWT>'; dev: no authentication, every caller is "
+               "principal 'dev' with every scope on every graph (loud at start-up; never expose it)"),
+    SettingDoc("EDGEWISE_JWT_HS256_SECRETS", "(none)", _BOTH,
+               f"HS256 verification secrets as key-id=secret[,key-id=secret] (>= {MIN_HS256_SECRET_BYTES} bytes each)"),
+    SettingDoc("EDGEWISE_JWT_PUBLIC_KEYS", "(none)", _BOTH,
+               "PEM public keys as key-id=/path/key.pem[,...]: RSA keys verify RS256, P-256 keys ES256"),
+    SettingDoc("EDGEWISE_JWT_JWKS_FILE", "(none)", _BOTH,
+               "a JWKS file of public keys (kid, alg); re-read when it changes, so keys can rotate"),
+    SettingDoc("EDGEWISE_JWT_ALGORITHMS", ",".join(JWT_ALGORITHMS), _BOTH,
+               "the algorithms a token may use (never taken from the token itself)"),
+    SettingDoc("EDGEWISE_JWT_ISSUER", DEFAULT_JWT_ISSUER, _BOTH, "the required 'iss' claim"),
+    SettingDoc("EDGEWISE_JWT_AUDIENCE", DEFAULT_JWT_AUDIENCE, _BOTH, "the required 'aud' claim"),
+    SettingDoc("EDGEWISE_JWT_LEEWAY_SECONDS", str(DEFAULT_JWT_LEEWAY_SECONDS), _BOTH,
+               f"clock skew tolerated on 'exp' and 'nbf' (0 to {MAX_JWT_LEEWAY_SECONDS})"),
+    SettingDoc("EDGEWISE_RATE_LIMIT_READS", "%g,%d" % DEFAULT_RATE_LIMITS["reads"], _BOTH,
+               "queries per second and burst per (principal, graph) and process; 0 = no limit"),
+    SettingDoc("EDGEWISE_RATE_LIMIT_WRITES", "%g,%d" % DEFAULT_RATE_LIMITS["writes"], _BOTH,
+               "commands per second and burst per (principal, graph) and process; 0 = no limit"),
+    SettingDoc("EDGEWISE_RATE_LIMIT_SCHEMA", "%g,%d" % DEFAULT_RATE_LIMITS["schema"], _BOTH,
+               "ApplySchema calls per second and burst per (principal, graph) and process; 0 = no limit"),
+    SettingDoc("EDGEWISE_RATE_LIMIT_MAX_BUCKETS", str(DEFAULT_RATE_LIMIT_MAX_BUCKETS), _BOTH,
+               "token buckets kept per process (the least recently used go first)"),
+    SettingDoc("EDGEWISE_METRICS_GRAPHS", "(none)", _BOTH,
+               "graph names allowed as a metrics label value (others are counted, never named)"),
     SettingDoc("EDGEWISE_DYNAMODB_ENDPOINT", "(empty: the AWS endpoint of the region)", _BOTH,
                "DynamoDB endpoint URL (DynamoDB Local, moto)"),
     SettingDoc("EDGEWISE_DYNAMODB_REGION", DEFAULT_DYNAMODB_REGION, _BOTH, "AWS region"),

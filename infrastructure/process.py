@@ -18,7 +18,7 @@ from grpc import aio
 
 from domain.errors import Unavailable
 from infrastructure.config import ConfigError, Settings, settings_help
-from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.chain import build_interceptors
 from infrastructure.grpc.server import (
     COMMAND_SERVICE_NAME,
     QUERY_SERVICE_NAME,
@@ -109,16 +109,16 @@ def served_elsewhere(settings: Settings, here: str) -> dict[str, tuple[str, ...]
     return {service: addresses for service, addresses in where.items() if service != here}
 
 
-async def serve_grpc(*, address: str, register: Callable[[aio.Server], None], service_names: list[str],
+async def serve_grpc(*, settings: Settings, address: str, register: Callable[[aio.Server], None], service_names: list[str],
                      grace: float, on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
                      elsewhere: Mapping[str, Sequence[str]] | None = None,
-                     log_fields: Mapping[str, object] | None = None) -> None:
-    """Start a server with the default interceptor chain, health and reflection (and the
+                     log_fields: Mapping[str, object] | None = None, metrics: Any = None) -> None:
+    """Start a server with the interceptor chain ``settings`` configure (chain.py), health and reflection (and the
     UNIMPLEMENTED answers naming ``elsewhere``); log "started" with the address and
     ``log_fields``; serve until signalled; drain within ``grace`` seconds, then run
     ``on_shutdown``."""
     running = await start_server(address=address, register=register, service_names=service_names,
-                                 interceptors=default_interceptors(), elsewhere=elsewhere)
+                                 interceptors=build_interceptors(settings, metrics=metrics), elsewhere=elsewhere)
     _log.info("started", extra={"fields": {"address": running.address, "port": running.port,
                                            "services": list(service_names), **(log_fields or {})}})
     tune_gc()

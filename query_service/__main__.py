@@ -67,7 +67,7 @@ async def main(settings: Settings) -> None:
                 app.tailer.stop()
                 await tailer_task
 
-        await serve_grpc(address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],
+        await serve_grpc(settings=settings, address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],
                          grace=GRACE_SECONDS, on_shutdown=[stop_projector],
                          elsewhere=served_elsewhere(settings, SERVICE_NAME),
                          log_fields={**settings.describe_store(), "projector_enabled": settings.projector_enabled})

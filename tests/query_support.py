@@ -132,7 +132,7 @@ async def served_query_stub(path: str, events: list[DomainEvent]) -> AsyncIterat
     import grpc
 
     from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
-    from infrastructure.grpc.interceptors import default_interceptors
+    from infrastructure.grpc.chain import default_interceptors
     from infrastructure.grpc.server import start_server
     from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
 

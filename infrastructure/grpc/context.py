@@ -10,7 +10,23 @@ import contextvars
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CallFacts:
+    """What the interceptors below the access log learn about a call, for the access log and
+    the metrics above them: who called (set by authentication), which graph the call is about
+    (authorization) and a command's idempotency key (validation). Never a token or a value."""
+
+    principal: Any = None  # infrastructure.security.principal.Principal once authenticated
+    graph: str = ""
+    idempotency_request_id: str = ""
+
+    @property
+    def principal_name(self) -> str:
+        return getattr(self.principal, "subject", "") if self.principal is not None else ""
 
 
 @dataclass(frozen=True)
@@ -20,6 +36,8 @@ class RequestContext:
     method: str = ""
     # time.monotonic() value after which the caller has given up; None = no deadline.
     deadline: float | None = None
+    # filled in by the interceptors inside the access log (one object per call)
+    facts: CallFacts = field(default_factory=CallFacts, compare=False)
 
     @property
     def trace_id(self) -> str:
@@ -53,6 +71,12 @@ def current_traceparent() -> str:
 
 def current_trace_id() -> str:
     return _current.get().trace_id
+
+
+def current_facts() -> CallFacts:
+    """The current call's facts; outside a call a throwaway object (writes go nowhere)."""
+    ctx = _current.get()
+    return ctx.facts if ctx is not _EMPTY else CallFacts()
 
 
 def current_method() -> str:

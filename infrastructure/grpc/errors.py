@@ -168,6 +168,10 @@ def _status(exc: BaseException, code: grpc.StatusCode, message: str, reason: str
         elif isinstance(exc, (RateLimited, Unavailable)):
             details.append(error_details_pb2.RetryInfo(
                 retry_delay=_retry_delay(exc.retry_after_seconds)))
+            if isinstance(exc, RateLimited) and exc.violations:
+                details.append(error_details_pb2.QuotaFailure(violations=[
+                    error_details_pb2.QuotaFailure.Violation(subject=clip(v.subject), description=clip(v.description))
+                    for v in exc.violations[:max_items]]))
     error_info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
                                              metadata={k: clip(v) for k, v in metadata.items()})
     return status_pb2.Status(

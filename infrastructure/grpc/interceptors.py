@@ -1,7 +1,6 @@
 """grpc.aio server interceptors, one job each (DESIGN §6).
 
-Assembled outermost first: RequestContext → AccessLog → ErrorMapping → Validation
-(see ``default_interceptors``). Each wraps the method handler's behaviour, so it
+Assembled in one place, outermost first: infrastructure/grpc/chain.py. Each wraps the method handler's behaviour, so it
 runs inside the RPC's own task and sees contextvars set by the ones outside it.
 """
 
@@ -323,9 +322,3 @@ class StorageCostInterceptor(_WrappingInterceptor):
         with capacity_scope():  # a stream's cost is not sent (it has no end worth waiting for)
             async for item in _drain(behavior, request, context):
                 yield item
-
-
-def default_interceptors() -> list[aio.ServerInterceptor]:
-    """The chain both services run, outermost first."""
-    return [RequestContextInterceptor(), AccessLogInterceptor(), ErrorMappingInterceptor(),
-            StorageCostInterceptor(), ValidationInterceptor()]

@@ -47,7 +47,7 @@ class Stack:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "EDGEWISE_DB_PATH": str(self.db_path),
-            "EDGEWISE_TOKEN_SECRET": SECRET,
+            "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_AUTH_MODE": "dev",
             "EDGEWISE_COMMAND_ADDR": self.command_addr,
             "EDGEWISE_QUERY_ADDR": self.query_addr,
             "EDGEWISE_LOG_LEVEL": "INFO",

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def test_missing_required_setting_fails_fast(module, missing, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEWISE_")}
     env.update({"PYTHONPATH": str(ROOT), "EDGEWISE_DB_PATH": str(tmp_path / "x.db"),
-                "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123456789",
+                "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123456789", "EDGEWISE_AUTH_MODE": "dev",
                 "EDGEWISE_COMMAND_ADDR": "127.0.0.1:0", "EDGEWISE_QUERY_ADDR": "127.0.0.1:0"})
     del env[missing]
     proc = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -28,7 +28,7 @@ def test_missing_required_setting_fails_fast(module, missing, tmp_path):
 
 def _dynamodb_env(endpoint: str, prefix: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEWISE_", "AWS_"))}
-    env.update({"PYTHONPATH": str(ROOT), "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123456789",
+    env.update({"PYTHONPATH": str(ROOT), "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123456789", "EDGEWISE_AUTH_MODE": "dev",
                 "EDGEWISE_COMMAND_ADDR": "127.0.0.1:0", "EDGEWISE_QUERY_ADDR": "127.0.0.1:0",
                 "EDGEWISE_STORE": "dynamodb", "EDGEWISE_DYNAMODB_ENDPOINT": endpoint,
                 "EDGEWISE_DYNAMODB_TABLE_PREFIX": prefix,

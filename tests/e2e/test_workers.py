@@ -121,7 +121,7 @@ class RunStack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEWISE_", "AWS_"))}
         self.env.update({
             "PYTHONPATH": str(ROOT), "EDGEWISE_RUN_DIR": str(self.run_dir), "EDGEWISE_DB_PATH": str(self.db_path),
-            "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_COMMAND_ADDR": self.command_addr,
+            "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_AUTH_MODE": "dev", "EDGEWISE_COMMAND_ADDR": self.command_addr,
             "EDGEWISE_QUERY_ADDR": self.query_addrs[0], "EDGEWISE_QUERY_WORKERS": str(workers),
             "EDGEWISE_STORE": engine, "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "20",
             "EDGEWISE_EDGE_GRPC_ADDR": f"127.0.0.1:{free_port()}", "EDGEWISE_EDGE_REST_ADDR": f"127.0.0.1:{free_port()}",

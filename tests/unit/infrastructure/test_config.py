@@ -2,7 +2,7 @@ import pytest
 
 from infrastructure.config import ConfigError, DynamoDBSettings, Settings
 
-BASE = {"EDGEWISE_DB_PATH": "/tmp/e.db", "EDGEWISE_TOKEN_SECRET": "x" * 32}
+BASE = {"EDGEWISE_DB_PATH": "/tmp/e.db", "EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_AUTH_MODE": "dev"}
 
 
 def test_defaults_for_optional_settings():
@@ -40,7 +40,8 @@ def test_every_problem_is_reported_at_once():
         Settings.from_env({"EDGEWISE_LOG_LEVEL": "loud", "EDGEWISE_COMMAND_ADDR": "nope",
                            "EDGEWISE_PROJECTOR_POLL_INTERVAL_MS": "-5",
                            "EDGEWISE_PROJECTOR_ENABLED": "maybe"})
-    assert len(info.value.problems) == 6
+    # the six above, and jwt authentication (the default) with no key to verify with
+    assert len(info.value.problems) == 7
 
 
 def test_short_secret_is_refused():
@@ -89,10 +90,10 @@ def test_dynamodb_settings_can_be_set():
 
 
 def test_dynamodb_store_needs_no_data_file():
-    settings = Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_STORE": "dynamodb"})
+    settings = Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_AUTH_MODE": "dev", "EDGEWISE_STORE": "dynamodb"})
     assert (settings.store, settings.db_path) == ("dynamodb", "")
     with pytest.raises(ConfigError, match="EDGEWISE_DB_PATH"):
-        Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_STORE": "sqlite"})
+        Settings.from_env({"EDGEWISE_TOKEN_SECRET": "x" * 32, "EDGEWISE_AUTH_MODE": "dev", "EDGEWISE_STORE": "sqlite"})
 
 
 @pytest.mark.parametrize("key, value, fragment", [
@@ -123,7 +124,8 @@ def test_https_endpoints_and_gov_regions_are_accepted():
 def test_dynamodb_problems_are_reported_with_the_others():
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"EDGEWISE_STORE": "dynamodb", "EDGEWISE_DYNAMODB_ENDPOINT": "nope",
-                           "EDGEWISE_DYNAMODB_REGION": "?", "EDGEWISE_LOG_LEVEL": "loud"})
+                           "EDGEWISE_DYNAMODB_REGION": "?", "EDGEWISE_LOG_LEVEL": "loud",
+                           "EDGEWISE_AUTH_MODE": "dev"})
     # the secret, the endpoint, the region, the log level; no data file needed
     assert len(info.value.problems) == 4
 
@@ -192,7 +194,7 @@ def test_help_text_covers_every_setting_the_readme_documents():
     from infrastructure.config import SETTINGS_DOC, settings_help
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    documented = set(re.findall(r"^\| `(EDGEWISE_[A-Z_]+)` \|", readme, re.M))
+    documented = set(re.findall(r"^\| `(EDGEWISE_[A-Z0-9_]+)` \|", readme, re.M))
     assert documented == {d.name for d in SETTINGS_DOC}
     text = settings_help("python -m command_service", "The command service.", "command")
     assert "EDGEWISE_CYCLE_CHECK_MAX_NODES" in text and "EDGEWISE_READ_CACHE_MB" not in text

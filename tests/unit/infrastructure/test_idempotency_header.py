@@ -11,7 +11,7 @@ from edgewise.graph.v1 import command_service_pb2 as c
 from edgewise.graph.v1 import command_service_pb2_grpc as cg
 from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import resources_pb2 as r
-from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.chain import default_interceptors
 from infrastructure.grpc.server import COMMAND_SERVICE_NAME, start_server
 from infrastructure.grpc.validation import (COMMAND_SERVICE, IDEMPOTENCY_HEADER, QUERY_SERVICE,
                                             idempotency_header_violations)

@@ -5,7 +5,7 @@ import pytest
 from infrastructure import process
 from infrastructure.process import EXIT_BAD_CONFIG, EXIT_CANNOT_BIND, EXIT_OK, run_service
 
-GOOD_ENV = {"EDGEWISE_DB_PATH": "/tmp/never-opened.db", "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123",
+GOOD_ENV = {"EDGEWISE_DB_PATH": "/tmp/never-opened.db", "EDGEWISE_TOKEN_SECRET": "0123456789abcdef0123", "EDGEWISE_AUTH_MODE": "dev",
             "EDGEWISE_LOG_LEVEL": "warning"}
 
 

@@ -19,7 +19,7 @@ from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import query_service_pb2_grpc as qg
 from edgewise.graph.v1 import resources_pb2 as r
 from infrastructure.grpc.context import current_context
-from infrastructure.grpc.interceptors import default_interceptors
+from infrastructure.grpc.chain import default_interceptors
 from infrastructure.grpc.server import (COMMAND_SERVICE_NAME, QUERY_SERVICE_NAME,
                                         start_server)
 from infrastructure.logging import JsonFormatter

@@ -1,0 +1,1 @@
+"""Who may call what: principals, bearer-token verification, scopes and graph access."""
