@@ -1,4 +1,5 @@
-"""JSON log lines carrying the service, the process id, and the request id and trace id of
+"""JSON log lines carrying the service, the process id, and the request id (``x_request_id``:
+the caller's ``x-request-id``, never a command's idempotency ``request_id``) and trace id of
 the current call.
 
 Structured fields go in ``extra={"fields": {...}}``.
@@ -36,8 +37,8 @@ class JsonFormatter(logging.Formatter):
         if self.service:
             entry["service"] = self.service
         entry["pid"] = record.process if record.process is not None else os.getpid()
-        if ctx.request_id:
-            entry["request_id"] = ctx.request_id
+        if ctx.request_id:  # the caller's x-request-id (or one made up for the call)
+            entry["x_request_id"] = ctx.request_id
         if ctx.trace_id:
             entry["trace_id"] = ctx.trace_id
         fields = getattr(record, "fields", None)

@@ -190,8 +190,15 @@ class RequestContextInterceptor(_WrappingInterceptor):
                 yield item
 
 
+def _idempotency_key(request: Any) -> str:
+    """A command's body ``request_id`` (its idempotency key; a UUID4 once validated), clipped:
+    logged under its own key, apart from the caller's ``x-request-id``."""
+    value = getattr(request, "request_id", "") if not _is_iterator(request) else ""
+    return value[:64] if isinstance(value, str) else ""
+
+
 def _log_call(method: str, context: aio.ServicerContext, started: float,
-              exc: BaseException | None, messages: int | None = None) -> None:
+              exc: BaseException | None, messages: int | None = None, idempotency_request_id: str = "") -> None:
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         # GeneratorExit: grpc closed a response stream the caller cancelled or let time out
         code_name = "CANCELLED"
@@ -201,12 +208,20 @@ def _log_call(method: str, context: aio.ServicerContext, started: float,
         code = context.code()
         code_name = code.name if isinstance(code, grpc.StatusCode) else (
             "OK" if code in (None, 0) else str(code))
-    fields = {
+    ctx = current_context()
+    facts = ctx.facts
+    fields: dict[str, object] = {
         "grpc_method": method,
         "grpc_code": code_name,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        "request_id": current_context().request_id,
+        "principal": facts.principal_name,
+        "graph": facts.graph,
+        "x_request_id": ctx.request_id,
     }
+    if idempotency_request_id:
+        fields["idempotency_request_id"] = idempotency_request_id
+    if ctx.trace_id:
+        fields["trace_id"] = ctx.trace_id
     if messages is not None:
         fields["messages_sent"] = messages
     level = logging.DEBUG if method.startswith(QUIET_METHOD_PREFIXES) else logging.INFO
@@ -214,7 +229,9 @@ def _log_call(method: str, context: aio.ServicerContext, started: float,
 
 
 class AccessLogInterceptor(_WrappingInterceptor):
-    """One JSON log line per call: method, code, duration, request id."""
+    """One JSON log line per call: method, code, duration, principal, graph, the caller's
+    ``x-request-id``, a command's idempotency ``request_id`` and the trace id. Never a token,
+    a secret or a property value: only these fields are written."""
 
     async def around_unary(self, method, behavior, request, context):
         started = time.perf_counter()
@@ -225,7 +242,7 @@ class AccessLogInterceptor(_WrappingInterceptor):
             exc = e
             raise
         finally:
-            _log_call(method, context, started, exc)
+            _log_call(method, context, started, exc, idempotency_request_id=_idempotency_key(request))
 
     async def around_stream(self, method, behavior, request, context):
         started = time.perf_counter()

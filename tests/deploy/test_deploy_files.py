@@ -69,6 +69,7 @@ NO_HEALTHCHECK = {"otel-collector": "the image has no shell or client to run one
 # The query container's memory limit must exceed its read cache by at least this much.
 QUERY_MEMORY_HEADROOM_MIB = 256
 DUMMY_SECRET = "x" * config.MIN_TOKEN_SECRET_BYTES
+DUMMY_JWT_SECRETS = "k1=" + "y" * config.MIN_HS256_SECRET_BYTES
 ADDR_SETTINGS = {"EDGEWISE_COMMAND_ADDR": "command", "EDGEWISE_QUERY_ADDR": "query"}
 
 
@@ -261,9 +262,13 @@ def services_in_role(name: str) -> dict[str, dict[str, Any]]:
     return {n: s for n, s in edgewise_services().items() if role(s) == name}
 
 
+# What a user's shell fills in for compose's ${...:?} variables (the only values taken from it).
+USER_SECRETS = {"EDGEWISE_TOKEN_SECRET": DUMMY_SECRET, "EDGEWISE_JWT_HS256_SECRETS": DUMMY_JWT_SECRETS}
+
+
 def interpolate_secret(env: dict[str, Any]) -> dict[str, str]:
-    """Compose's environment with ${EDGEWISE_TOKEN_SECRET:?...} as the user's shell would fill it."""
-    return {k: (DUMMY_SECRET if k == "EDGEWISE_TOKEN_SECRET" else str(v)) for k, v in env.items()}
+    """Compose's environment with the ${NAME:?...} secrets as the user's shell would fill them."""
+    return {k: USER_SECRETS.get(k, str(v)) for k, v in env.items()}
 
 
 def image_is_pinned(image: str) -> bool:
@@ -330,7 +335,8 @@ def test_setting_names_are_found_where_the_code_reads_them():
             read.add(key)
             return super().get(key, default)
 
-    Settings.from_env(Recording(EDGEWISE_TOKEN_SECRET=DUMMY_SECRET, EDGEWISE_DB_PATH="x.db"))
+    Settings.from_env(Recording(EDGEWISE_TOKEN_SECRET=DUMMY_SECRET, EDGEWISE_DB_PATH="x.db",
+                                EDGEWISE_JWT_HS256_SECRETS=DUMMY_JWT_SECRETS))
     assert read and read <= setting_names()
 
 
@@ -521,15 +527,16 @@ def strings(value: Any) -> Iterator[str]:
 def test_compose_token_secret_comes_from_the_environment_only():
     values = list(strings(compose()))
     interpolated = {name for v in values for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", v)}
-    assert interpolated == {"EDGEWISE_TOKEN_SECRET"}, "the only variable taken from the user's environment"
+    assert interpolated == set(USER_SECRETS), "the only variables taken from the user's environment"
     bare = [v for v in values if re.search(r"\$(?![{$])", v.replace("$$", ""))]
     assert not bare, f"compose would interpolate these: write $$ for a literal $: {bare}"
     for name, service in edgewise_services().items():
         env = service["environment"]
-        if role(service) in ("command", "query"):
-            assert env["EDGEWISE_TOKEN_SECRET"].startswith("${EDGEWISE_TOKEN_SECRET:?"), name
-        else:
-            assert "EDGEWISE_TOKEN_SECRET" not in env, f"{name} does not need the token secret"
+        for secret in USER_SECRETS:
+            if role(service) in ("command", "query"):
+                assert env[secret].startswith("${" + secret + ":?"), name
+            else:
+                assert secret not in env, f"{name} does not need {secret}"
 
 
 def test_images_are_pinned():
@@ -731,7 +738,9 @@ def test_k8s_settings_are_real_and_parse():
     known = known_settings()
     names = set(data) | {e["name"] for _, e in secret_key_refs()} | set(env_file(K8S / "envoy" / "render.env"))
     assert {n for n in names if n.startswith("EDGEWISE_")} <= known, sorted(names - known)
-    settings = Settings.from_env({**data, "EDGEWISE_TOKEN_SECRET": DUMMY_SECRET})
+    settings = Settings.from_env({**data, "EDGEWISE_TOKEN_SECRET": DUMMY_SECRET,
+                                  "EDGEWISE_JWT_HS256_SECRETS": DUMMY_JWT_SECRETS})
+    assert settings.auth.mode == "jwt", "a deployment authenticates its callers"
     assert settings.store == "dynamodb"
     for setting in ADDR_SETTINGS:
         assert host(data[setting]) == "0.0.0.0" and port(data[setting]) == port(default_addr(setting))

@@ -135,7 +135,7 @@ def access_log_line(edge_stack, request_id: str) -> dict:
     while time.monotonic() < deadline:
         for line in log.read_text().splitlines() if log.exists() else ():
             entry = json.loads(line)
-            if entry["request_id"] == request_id:
+            if entry["x_request_id"] == request_id:
                 return entry
         time.sleep(0.1)
     raise AssertionError(f"no access log line with request id {request_id}")

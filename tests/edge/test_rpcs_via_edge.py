@@ -49,7 +49,7 @@ def test_every_rpc_answered_through_envoy(edge_stack):
     deadline = time.monotonic() + 5  # Envoy flushes its access log file every second
     while True:
         lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-        assert all(e["request_id"] for e in lines)  # Envoy's, or the caller's when it sent one
+        assert all(e["x_request_id"] for e in lines)  # Envoy's, or the caller's when it sent one
         lines = [e for e in lines if e["listener"] == "grpc"]  # other modules use the REST listener too
         # WatchEvents never ends by itself: its caller cancels it once it has read enough
         answered = {e["grpc_path"]: e["upstream_cluster"] for e in lines

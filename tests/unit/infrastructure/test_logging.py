@@ -24,7 +24,7 @@ def test_json_lines_carry_request_id_and_fields():
         root.setLevel(saved_level)
     first, second = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert first["message"] == "hello world" and first["n"] == 1
-    assert first["request_id"] == "rid" and first["trace_id"] == "c" * 32
+    assert first["x_request_id"] == "rid" and first["trace_id"] == "c" * 32
     assert first["level"] == "INFO" and first["logger"] == "t"
     assert "ValueError" in second["exception"]
 

@@ -160,12 +160,12 @@ async def test_access_log_writes_one_json_line_per_call(served, caplog):
             q.GetNodeRequest(name="graphs/g/nodes/missing"), metadata=[("x-request-id", "r-2")])
     # Only this call's lines: a call from an earlier test may log late into caplog.
     lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records if rec.name == "edgewise.access"]
-    lines = [line for line in lines if line.get("request_id") == "r-2"]
+    lines = [line for line in lines if line.get("x_request_id") == "r-2"]
     assert len(lines) == 1
     line = lines[0]
     assert line["grpc_method"] == "/edgewise.graph.v1.GraphQueryService/GetNode"
     assert line["grpc_code"] == "NOT_FOUND"
-    assert line["request_id"] == "r-2"
+    assert line["x_request_id"] == "r-2"
     assert line["duration_ms"] >= 0
 
 
@@ -281,8 +281,8 @@ async def test_the_unknown_method_answer_is_logged_and_health_probes_log_at_debu
         await _raw(channel, "/x.Y/Z")(b"", metadata=[("x-request-id", "r-unknown")])
     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                     metadata=[("x-request-id", "r-health")])
-    mine = {rec.__dict__["fields"]["request_id"]: rec for rec in caplog.records
-            if rec.name == "edgewise.access" and rec.__dict__.get("fields", {}).get("request_id", "").startswith("r-")}
+    mine = {rec.__dict__["fields"]["x_request_id"]: rec for rec in caplog.records
+            if rec.name == "edgewise.access" and rec.__dict__.get("fields", {}).get("x_request_id", "").startswith("r-")}
     assert mine["r-unknown"].levelno == logging.INFO
     assert mine["r-unknown"].__dict__["fields"]["grpc_code"] == "UNIMPLEMENTED"
     assert mine["r-health"].levelno == logging.DEBUG
