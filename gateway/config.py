@@ -279,8 +279,29 @@ def transcoder(settings: GatewaySettings) -> JSON:
     )}
 
 
+def local_rate_limit(settings: GatewaySettings, name: str) -> JSON:
+    """Envoy's token bucket for the listener, all callers together: the edge's defence against a
+    flood, ahead of the services' per-(principal, graph) buckets (ADR 0014). A refused gRPC call
+    is RESOURCE_EXHAUSTED (not UNAVAILABLE, which callers and the edge would retry)."""
+    return {"name": "envoy.filters.http.local_ratelimit", "typed_config": _typed(
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        stat_prefix=f"{name}_local_rate_limit",
+        token_bucket={"max_tokens": settings.local_rate_limit_burst,
+                      "tokens_per_fill": settings.local_rate_limit, "fill_interval": "1s"},
+        filter_enabled={"runtime_key": f"{name}_local_rate_limit_enabled",
+                        "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        filter_enforced={"runtime_key": f"{name}_local_rate_limit_enforced",
+                         "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        rate_limited_as_resource_exhausted=True,
+        response_headers_to_add=[{"append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                                  "header": {"key": "x-edgewise-rate-limited", "value": "edge"}}],
+    )}
+
+
 def http_connection_manager(settings: GatewaySettings, name: str) -> JSON:
-    filters: list[JSON] = [transcoder(settings)] if name == "rest" else []
+    filters: list[JSON] = [local_rate_limit(settings, name)] if settings.local_rate_limit else []
+    if name == "rest":
+        filters.append(transcoder(settings))
     filters.append({"name": "envoy.filters.http.router",
                     "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router")})
     return {

@@ -16,6 +16,8 @@
 | ``EDGEWISE_EDGE_LOG_LEVEL`` | ``warning`` | Envoy's own log level |
 | ``EDGEWISE_EDGE_CONCURRENCY`` | ``0`` (one worker thread per core) | Envoy worker threads |
 | ``EDGEWISE_EDGE_DESCRIPTOR_SET`` | ``build/edgewise.pb`` | the protos' descriptor set for the transcoder |
+| ``EDGEWISE_EDGE_LOCAL_RATE_LIMIT`` | ``0`` (off) | ``<requests per second>[,<burst>]`` for each listener, all callers together: |
+|  |  | Envoy's local rate limit, the edge's defence before any worker (RESOURCE_EXHAUSTED) |
 """
 
 from __future__ import annotations
@@ -172,6 +174,10 @@ class GatewaySettings:
     log_level: str = "warning"
     concurrency: int = 0  # 0: Envoy's default, one worker thread per core
     descriptor_set: str = str(DEFAULT_DESCRIPTOR_SET)
+    # Envoy's local rate limit per listener (all callers together): requests per second and
+    # burst; 0 = off. The services' own buckets are per (principal, graph) and per process.
+    local_rate_limit: int = 0
+    local_rate_limit_burst: int = 0
 
     @property
     def tls(self) -> bool:
@@ -227,6 +233,9 @@ class GatewaySettings:
             found.append(f"EDGEWISE_EDGE_LOG_LEVEL must be one of {', '.join(ENVOY_LOG_LEVELS)}, got {self.log_level!r}")
         if self.concurrency < 0:
             found.append(f"EDGEWISE_EDGE_CONCURRENCY must be >= 0 (0: one per core), got {self.concurrency}")
+        if self.local_rate_limit < 0 or (self.local_rate_limit and self.local_rate_limit_burst < 1):
+            found.append(f"EDGEWISE_EDGE_LOCAL_RATE_LIMIT must be 0 (off) or '<requests per second>[,<burst>]' "
+                         f"with both positive, got {self.local_rate_limit},{self.local_rate_limit_burst}")
         return found
 
     def check(self) -> "GatewaySettings":
@@ -286,7 +295,16 @@ class GatewaySettings:
         if not concurrency_text.isdigit():
             problems.append(f"EDGEWISE_EDGE_CONCURRENCY must be a whole number (0: one per core), "
                             f"got {concurrency_text!r}")
+        limit_text = get("EDGEWISE_EDGE_LOCAL_RATE_LIMIT") or "0"
+        rate_text, _, burst_text = limit_text.partition(",")
+        rate_text, burst_text = rate_text.strip(), burst_text.strip() or rate_text.strip()
+        if not (rate_text.isdigit() and burst_text.isdigit()):
+            problems.append(f"EDGEWISE_EDGE_LOCAL_RATE_LIMIT must be 0 (off) or '<requests per second>[,<burst>]' "
+                            f"in whole numbers, got {limit_text!r}")
+            rate_text = burst_text = "0"
         settings = cls(
+            local_rate_limit=int(rate_text),
+            local_rate_limit_burst=int(burst_text),
             grpc_addr=address("EDGEWISE_EDGE_GRPC_ADDR", DEFAULT_GRPC_ADDR),
             rest_addr=address("EDGEWISE_EDGE_REST_ADDR", DEFAULT_REST_ADDR),
             admin_addr=address("EDGEWISE_EDGE_ADMIN_ADDR", DEFAULT_ADMIN_ADDR),

@@ -171,3 +171,23 @@ def test_render_refuses_bad_settings():
 
     with pytest.raises(ConfigError):
         render(GatewaySettings(admin_addr=Address("0.0.0.0", 9901)))
+
+
+def _filters(config, listener_name):
+    (listener,) = [entry for entry in config["static_resources"]["listeners"] if entry["name"] == listener_name]
+    return [f["name"] for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]]
+
+
+def test_the_edge_rate_limit_is_rendered_first_on_both_listeners_only_when_set(settings):
+    import dataclasses
+
+    assert "envoy.filters.http.local_ratelimit" not in _filters(render(settings), "grpc")
+    limited = render(dataclasses.replace(settings, local_rate_limit=200, local_rate_limit_burst=400))
+    for name in ("grpc", "rest"):
+        assert _filters(limited, name)[0] == "envoy.filters.http.local_ratelimit"
+        assert _filters(limited, name)[-1] == "envoy.filters.http.router"
+    (grpc_listener,) = [e for e in limited["static_resources"]["listeners"] if e["name"] == "grpc"]
+    config = grpc_listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+    assert config["token_bucket"] == {"max_tokens": 400, "tokens_per_fill": 200, "fill_interval": "1s"}
+    # refused gRPC calls are RESOURCE_EXHAUSTED: UNAVAILABLE would be retried by callers and the edge
+    assert config["rate_limited_as_resource_exhausted"] is True

@@ -60,6 +60,9 @@ def test_everything_can_be_set(tmp_path):
     ({"EDGEWISE_EDGE_LOG_LEVEL": "loud"}, "EDGEWISE_EDGE_LOG_LEVEL must be one of"),
     ({"EDGEWISE_EDGE_CONCURRENCY": "-1"}, "EDGEWISE_EDGE_CONCURRENCY"),
     ({"EDGEWISE_EDGE_ACCESS_LOG": "/no/such/dir/access.log"}, "does not exist"),
+    ({"EDGEWISE_EDGE_LOCAL_RATE_LIMIT": "fast"}, "EDGEWISE_EDGE_LOCAL_RATE_LIMIT"),
+    ({"EDGEWISE_EDGE_LOCAL_RATE_LIMIT": "100,0"}, "EDGEWISE_EDGE_LOCAL_RATE_LIMIT"),
+    ({"EDGEWISE_EDGE_LOCAL_RATE_LIMIT": "1.5"}, "EDGEWISE_EDGE_LOCAL_RATE_LIMIT"),
 ])
 def test_bad_settings_are_refused(env, expected):
     with pytest.raises(ConfigError) as info:
@@ -77,3 +80,11 @@ def test_every_problem_is_reported_at_once():
 def test_settings_built_in_code_are_checked_too():
     with pytest.raises(ConfigError):
         GatewaySettings(admin_addr=Address("192.0.2.1", 9901)).check()
+
+
+def test_the_local_rate_limit_is_off_unless_set_and_the_burst_defaults_to_the_rate():
+    assert GatewaySettings.from_env({}).local_rate_limit == 0
+    one = GatewaySettings.from_env({"EDGEWISE_EDGE_LOCAL_RATE_LIMIT": "500"})
+    assert (one.local_rate_limit, one.local_rate_limit_burst) == (500, 500)
+    two = GatewaySettings.from_env({"EDGEWISE_EDGE_LOCAL_RATE_LIMIT": "500, 2000"})
+    assert (two.local_rate_limit, two.local_rate_limit_burst) == (500, 2000)
