@@ -98,6 +98,9 @@ def run_service(name: str, main: Callable[[Settings], Coroutine[Any, Any, None]]
     except BindError as exc:  # the port is taken (another instance?): one line, no traceback
         print(f"edgewise {name}: cannot start: {exc}", file=sys.stderr)
         code = EXIT_CANNOT_BIND
+    except ConfigError as exc:  # a key that cannot verify tokens (found when the chain is built)
+        print(f"edgewise {name}: {exc}", file=sys.stderr)
+        code = EXIT_BAD_CONFIG
     _log.info("stopped", extra={"fields": {"exit_code": code}})
     return code
 
