@@ -24,7 +24,7 @@ from typing import Any
 
 from grpc import aio
 
-from infrastructure.config import Settings
+from infrastructure.config import RateLimitSettings, Settings
 from infrastructure.grpc.interceptors import (
     AccessLogInterceptor,
     ErrorMappingInterceptor,
@@ -32,6 +32,7 @@ from infrastructure.grpc.interceptors import (
     StorageCostInterceptor,
     ValidationInterceptor,
 )
+from infrastructure.grpc.ratelimit import RateLimitInterceptor
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     ("access_log", lambda inputs: AccessLogInterceptor()),
     ("error_mapping", lambda inputs: ErrorMappingInterceptor()),
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
+    ("rate_limit", lambda inputs: RateLimitInterceptor(
+        inputs.settings.rate_limits if inputs.settings else RateLimitSettings())),
     ("validation", lambda inputs: ValidationInterceptor()),
 )
 
