@@ -12,7 +12,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from domain.errors import NotFound, Reason
+from domain.errors import NotFound, PermissionDenied, Reason, Unauthenticated
 from edgewise.graph.v1 import query_service_pb2 as q
 from edgewise.graph.v1 import query_service_pb2_grpc as qg
 from edgewise.graph.v1 import resources_pb2 as r
@@ -25,6 +25,9 @@ from infrastructure.grpc.server import QUERY_SERVICE_NAME, start_server
 from infrastructure.security.principal import SCOPES, Principal
 
 PRINCIPAL_METADATA = "x-test-principal"
+# "unauthenticated:<reason>" or "denied:<reason>": FakeAuth refuses the call as authentication or
+# authorization would
+REFUSE_METADATA = "x-test-refuse"
 
 
 class ManualClock:
@@ -76,6 +79,11 @@ class FakeAuth(_WrappingInterceptor):
     def _fill(self, request: Any, context: Any) -> None:
         facts = current_facts()
         for key, value in context.invocation_metadata() or ():
+            if key == REFUSE_METADATA:
+                kind, _, reason = value.partition(":")
+                if kind == "unauthenticated":
+                    raise Unauthenticated("no valid token", reason=reason)
+                raise PermissionDenied("not allowed", reason=reason)
             if key == PRINCIPAL_METADATA:
                 facts.principal = Principal(subject=value, graphs=("*",), scopes=frozenset(SCOPES))
         facts.graph = _graph_of(request)

@@ -33,6 +33,7 @@ from infrastructure.grpc.interceptors import (
     ValidationInterceptor,
 )
 from infrastructure.grpc.ratelimit import RateLimitInterceptor
+from infrastructure.telemetry.rpc_metrics import MetricsInterceptor
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ Factory = Callable[[ChainInputs], aio.ServerInterceptor | None]
 CHAIN: tuple[tuple[str, Factory], ...] = (
     ("request_context", lambda inputs: RequestContextInterceptor()),
     ("access_log", lambda inputs: AccessLogInterceptor()),
+    ("metrics", lambda inputs: MetricsInterceptor(inputs.metrics) if inputs.metrics is not None else None),
     ("error_mapping", lambda inputs: ErrorMappingInterceptor()),
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
     ("rate_limit", lambda inputs: RateLimitInterceptor(
