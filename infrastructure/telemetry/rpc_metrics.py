@@ -236,9 +236,9 @@ class ProjectionCollector(Collector):
         lag = GaugeMetricFamily("edgewise_projection_lag_events",
                                 "Events written to the log and not yet projected, per log shard this process "
                                 "projects (unlisted shards summed into shard=\"_other\")", labels=["shard"])
-        for shard, value in sorted(positions.items()):
+        for shard in sorted(positions.keys() | heads.keys()):  # a shard with nothing projected yet is at 0
             if self._labelled(shard):
-                position.add_metric([shard], value)
+                position.add_metric([shard], positions.get(shard, 0))
         other: int | None = None
         for shard, head in sorted(heads.items()):
             behind = max(0, head - positions.get(shard, 0))

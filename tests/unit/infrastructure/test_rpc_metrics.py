@@ -242,3 +242,8 @@ async def test_the_projector_keeps_the_heads_it_read(tmp_path):
         position, lag = _projection_samples(app.progress.positions(), app.projector.heads,
                                             metrics_shards(_settings()))
         assert (position, lag) == ({labels(shard="0"): 3}, {labels(shard="0"): 0})
+
+
+def test_a_shard_with_nothing_projected_yet_is_at_position_zero():
+    position, lag = _projection_samples({}, {"0": 4}, metrics_shards(_settings()))
+    assert (position, lag) == ({labels(shard="0"): 0}, {labels(shard="0"): 4})
