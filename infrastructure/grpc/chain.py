@@ -25,6 +25,7 @@ from typing import Any
 from grpc import aio
 
 from infrastructure.config import Settings
+from infrastructure.grpc.authz import AuthorizationInterceptor
 from infrastructure.grpc.interceptors import (
     AccessLogInterceptor,
     ErrorMappingInterceptor,
@@ -51,6 +52,7 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     ("access_log", lambda inputs: AccessLogInterceptor()),
     ("error_mapping", lambda inputs: ErrorMappingInterceptor()),
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
+    ("authorization", lambda inputs: AuthorizationInterceptor()),
     ("validation", lambda inputs: ValidationInterceptor()),
 )
 
