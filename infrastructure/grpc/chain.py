@@ -26,6 +26,7 @@ from grpc import aio
 
 from infrastructure.config import RateLimitSettings, Settings
 from infrastructure.grpc.authn import AuthenticationInterceptor
+from infrastructure.grpc.authz import AuthorizationInterceptor
 from infrastructure.grpc.interceptors import (
     AccessLogInterceptor,
     ErrorMappingInterceptor,
@@ -58,6 +59,7 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
     ("authentication", lambda inputs: AuthenticationInterceptor(
         build_authenticator(inputs.settings.auth if inputs.settings is not None else None))),
+    ("authorization", lambda inputs: AuthorizationInterceptor()),
     ("rate_limit", lambda inputs: RateLimitInterceptor(
         inputs.settings.rate_limits if inputs.settings else RateLimitSettings())),
     ("validation", lambda inputs: ValidationInterceptor()),
