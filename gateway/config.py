@@ -80,7 +80,7 @@ ACCESS_LOG_FORMAT: JSON = {
     "bytes_received": "%BYTES_RECEIVED%",
     "bytes_sent": "%BYTES_SENT%",
     "downstream": "%DOWNSTREAM_REMOTE_ADDRESS%",
-    "request_id": "%REQ(X-REQUEST-ID)%",
+    "x_request_id": "%REQ(X-REQUEST-ID)%",
     "traceparent": "%REQ(TRACEPARENT)%",
     "idempotency_key": f"%REQ({IDEMPOTENCY_HEADER.upper()})%",
 }

@@ -149,7 +149,7 @@ def test_request_ids_pass_through_and_are_logged(settings):
     log = manager["access_log"][0]
     assert log["name"] == "envoy.access_loggers.stdout"
     fields = log["typed_config"]["log_format"]["json_format"]
-    assert fields["request_id"] == "%REQ(X-REQUEST-ID)%" and fields["traceparent"] == "%REQ(TRACEPARENT)%"
+    assert fields["x_request_id"] == "%REQ(X-REQUEST-ID)%" and fields["traceparent"] == "%REQ(TRACEPARENT)%"
     to_file = hcm(render(dataclasses.replace(settings, access_log="/tmp/a.log")), "rest")["access_log"][0]
     assert to_file["typed_config"]["path"] == "/tmp/a.log"
 
