@@ -169,7 +169,7 @@ def _check_line(record: CallRecord, line: dict[str, Any]) -> list[str]:
         problems.append(f"{where}: trace_id {line.get('trace_id')!r}, sent {record.trace_id}")
     if record.principal and line.get("principal") != record.principal:
         problems.append(f"{where}: principal {line.get('principal')!r}, expected {record.principal}")
-    if record.code == "UNAUTHENTICATED" and line.get("principal"):
+    if record.code == "UNAUTHENTICATED" and not record.principal and line.get("principal"):
         problems.append(f"{where}: an unauthenticated call names principal {line.get('principal')!r}")
     if record.graph and graph_name_of(str(line.get("graph"))) != record.graph:
         problems.append(f"{where}: graph {line.get('graph')!r}, expected {record.graph}")
