@@ -18,9 +18,13 @@ from infrastructure.config import (
     DEFAULT_DYNAMODB_REGION,
     DEFAULT_DYNAMODB_TABLE_PREFIX,
     DEFAULT_QUERY_ADDR,
+    DEFAULT_JWT_AUDIENCE,
+    DEFAULT_JWT_ISSUER,
     DEV_DB_PATH,
 )
+from infrastructure.security.principal import SCOPES
 
+from cli.mint import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS
 from cli.sqlite_files import CliError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Settings it reads (as the services do; a flag overrides each): EDGEWISE_DB_PATH (status, "
                f"rebuild-read-model; else {DEV_DB_PATH}), EDGEWISE_COMMAND_ADDR and EDGEWISE_QUERY_ADDRS or "
                f"EDGEWISE_QUERY_ADDR (health; else {DEFAULT_COMMAND_ADDR}, {DEFAULT_QUERY_ADDR}), "
-               f"EDGEWISE_DYNAMODB_ENDPOINT, _REGION, _TABLE_PREFIX (tables). `python -m cli COMMAND --help` "
+               f"EDGEWISE_DYNAMODB_ENDPOINT, _REGION, _TABLE_PREFIX (tables), "
+               f"EDGEWISE_JWT_HS256_SECRETS, _ISSUER, _AUDIENCE (token mint). `python -m cli COMMAND --help` "
                f"for each command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     db_help = f"the SQLite data file (default: $EDGEWISE_DB_PATH, else {DEV_DB_PATH}, the file make run uses)"
@@ -103,6 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="seconds to wait for the tables (default: %(default)s)")
         if action == "delete":
             parser_.add_argument("--yes", action="store_true", help="confirm: every item in the tables is lost")
+
+    token = sub.add_parser("token", help="mint a bearer token (JWT) for a principal",
+                           description="Bearer tokens for the services' authentication (EDGEWISE_AUTH_MODE=jwt).")
+    token_actions = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    mint = token_actions.add_parser(
+        "mint", help="mint a token for a subject, its graphs and scopes",
+        description="Mint a JWT signed with an HS256 secret of $EDGEWISE_JWT_HS256_SECRETS (the services' setting), "
+                    "or with --private-key (RS256 for an RSA key, ES256 for a P-256 key). Prints one JSON object "
+                    "(the token, its subject, graphs, scopes, key id, algorithm and expiry; never the secret), or "
+                    "with --raw the token alone: grpcurl -H \"authorization: Bearer $(python -m cli token mint "
+                    "... --raw)\". Exit 2 when no key is configured.")
+    mint.add_argument("--subject", required=True, help="the principal ('sub' claim)")
+    mint.add_argument("--graph", action="append", default=[], dest="graphs", metavar="GRAPH",
+                      help="a graph it may use: a name, a prefix ending in '*' (team-a-*) or '*'; repeatable")
+    mint.add_argument("--scope", action="append", default=[], dest="scopes", choices=SCOPES,
+                      help="a scope it holds; repeatable")
+    mint.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS,
+                      help=f"seconds it is valid for, from now or --not-before (default: %(default)s; "
+                           f"at most {MAX_TTL_SECONDS})")
+    mint.add_argument("--not-before", help="valid from: seconds since the epoch or an ISO 8601 time (default: now)")
+    mint.add_argument("--key-id", help="HS256: a key id of $EDGEWISE_JWT_HS256_SECRETS (default: the first); "
+                                       "with --private-key: the id the services know its public key by (required)")
+    mint.add_argument("--private-key", metavar="FILE", help="a PEM private key (RSA: RS256, EC P-256: ES256)")
+    mint.add_argument("--issuer", help="the 'iss' claim (default: $EDGEWISE_JWT_ISSUER, else "
+                                       f"{DEFAULT_JWT_ISSUER})")
+    mint.add_argument("--audience", help="the 'aud' claim (default: $EDGEWISE_JWT_AUDIENCE, else "
+                                         f"{DEFAULT_JWT_AUDIENCE})")
+    mint.add_argument("--raw", action="store_true", help="print only the token")
     return parser
 
 
@@ -137,6 +170,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         from cli.tables import settings_from_args, tables
         settings = settings_from_args(args.endpoint, args.region, args.prefix)
         return tables(args.tables_action, settings, timeout=getattr(args, "timeout", DEFAULT_TABLES_TIMEOUT))
+    if args.command == "token":
+        from cli.mint import mint
+        return mint(subject=args.subject, graphs=args.graphs, scopes=args.scopes, ttl=args.ttl,
+                    not_before=args.not_before, key_id=args.key_id, private_key=args.private_key,
+                    issuer=args.issuer, audience=args.audience)
     raise CliError(f"unknown command {args.command!r}", exit_code=EXIT_USAGE)
 
 
@@ -155,5 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _emit(exc.result if exc.result is not None else {"ok": False, "error": str(exc)})
         print(f"edgewise {args.command}: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    _emit(result)
+    if getattr(args, "raw", False):
+        print(result["token"], flush=True)
+    else:
+        _emit(result)
     return EXIT_OK

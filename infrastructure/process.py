@@ -73,7 +73,8 @@ def run_service(name: str, main: Callable[[Settings], Coroutine[Any, Any, None]]
     other argument exits 2 (settings come from the environment only). Then read the settings
     once (a bad configuration exits 2 naming every problem), log JSON lines at the configured
     level naming ``module`` and the pid, and run ``main(settings)`` in a new event loop.
-    An unreachable store exits 3 and a taken port 4, each with one line and no traceback."""
+    An unreachable store exits 3 and a taken port 4, each with one line and no traceback; a
+    token-verification key that cannot be used (found as the chain is built) exits 2."""
     program = f"python -m {module}" if module else name
     if list(argv) in (["--help"], ["-h"]):
         print(settings_help(program, description or f"The Edgewise {name}.", role or "launcher"), end="")
@@ -98,6 +99,9 @@ def run_service(name: str, main: Callable[[Settings], Coroutine[Any, Any, None]]
     except BindError as exc:  # the port is taken (another instance?): one line, no traceback
         print(f"edgewise {name}: cannot start: {exc}", file=sys.stderr)
         code = EXIT_CANNOT_BIND
+    except ConfigError as exc:  # a key that cannot verify tokens (found when the chain is built)
+        print(f"edgewise {name}: {exc}", file=sys.stderr)
+        code = EXIT_BAD_CONFIG
     _log.info("stopped", extra={"fields": {"exit_code": code}})
     return code
 

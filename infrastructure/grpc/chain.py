@@ -25,6 +25,7 @@ from typing import Any
 from grpc import aio
 
 from infrastructure.config import Settings
+from infrastructure.grpc.authn import AuthenticationInterceptor
 from infrastructure.grpc.interceptors import (
     AccessLogInterceptor,
     ErrorMappingInterceptor,
@@ -32,6 +33,7 @@ from infrastructure.grpc.interceptors import (
     StorageCostInterceptor,
     ValidationInterceptor,
 )
+from infrastructure.security.jwt import build_authenticator
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     ("access_log", lambda inputs: AccessLogInterceptor()),
     ("error_mapping", lambda inputs: ErrorMappingInterceptor()),
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
+    ("authentication", lambda inputs: AuthenticationInterceptor(
+        build_authenticator(inputs.settings.auth if inputs.settings is not None else None))),
     ("validation", lambda inputs: ValidationInterceptor()),
 )
 
