@@ -218,6 +218,14 @@ def bearer(token: str | None) -> list[tuple[str, str]]:
 # Stacks
 
 
+_OWN_SETTINGS = ("EDGEWISE_JWT_", "EDGEWISE_RATE_LIMIT_", "EDGEWISE_METRICS_", "EDGEWISE_DYNAMODB_")
+
+
+def clean_environ() -> dict[str, str]:
+    """os.environ without the settings the suite decides itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}
+
+
 class SecureStack(Stack):
     """tests/e2e's Stack in jwt mode, with an environment per service (the metrics ports differ)
     and registered for the log scan."""
@@ -225,6 +233,13 @@ class SecureStack(Stack):
     def __init__(self, workdir: Path, name: str, extra_env: dict[str, str],
                  service_env: dict[str, dict[str, str]] | None = None) -> None:
         super().__init__(workdir, extra_env)
+        # Only what this suite sets: an operator's own EDGEWISE_JWT_*, limits or metrics port in the
+        # environment of `make test` must not change what the tests see. Security is the
+        # transport's, the same on either engine: SQLite.
+        inherited = [k for k in self.env if k.startswith(_OWN_SETTINGS) and k not in extra_env]
+        for key in inherited:
+            del self.env[key]
+        self.env["EDGEWISE_STORE"] = "sqlite"
         self.name = name
         self.service_env = service_env or {}
         self.metrics_ports: dict[str, int] = {}
@@ -542,10 +557,6 @@ def samples(text: str) -> Samples:
 
 def value(snapshot: Samples, name: str, **labels: str) -> float:
     return snapshot.get((name, frozenset(labels.items())), 0.0)
-
-
-def env_without_auth() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("EDGEWISE_")}
 
 
 def graph_name_of(text: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from tests.security.support import (
     assert_refused,
     call,
     claims,
+    clean_environ,
     everything_visible,
     hand_signed,
     marker,
@@ -249,7 +249,7 @@ def test_health_and_reflection_need_no_token(stack, which):
 
 
 def test_cli_minted_token(stack, suite_keys):
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
+    env = {**clean_environ(), "PYTHONPATH": str(ROOT),
            "EDGEWISE_JWT_HS256_SECRETS": f"{suite_keys.hs_kid}={suite_keys.hs_secret}"}
     minted = subprocess.run([sys.executable, "-m", "cli", "token", "mint", "--subject", "sec-cli", "--graph", GRAPH,
                              "--scope", "graph.read", "--raw"], cwd=ROOT, env=env, capture_output=True, text=True,
