@@ -356,23 +356,24 @@ class Stream:
     trace_id: str
 
 
-def open_watch(stack: SecureStack, request: Any, *, token: str | None, timeout: float = 10) -> Stream:
+def open_watch(stack: SecureStack, request: Any, *, token: str | None, timeout: float = 10,
+               metadata: Iterable[tuple[str, str]] = ()) -> Stream:
     x_request_id = f"sec-{uuid.uuid4().hex}"
     trace_id = _trace_id()
     md = [("x-request-id", x_request_id), ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),
-          *bearer(token)]
+          *bearer(token), *metadata]
     return Stream(stack.queries.WatchEvents(request, metadata=md, timeout=timeout), x_request_id, trace_id)
 
 
-def record_stream(stack: SecureStack, stream: Stream, code: str, principal: str = "") -> None:
+def record_stream(stack: SecureStack, stream: Stream, code: str, principal: str = "", graph: str = "") -> None:
     REGISTRY.calls.append(CallRecord(stack, "WatchEvents", stream.x_request_id, stream.trace_id, code,
-                                     principal, "", ""))
+                                     principal, graph, ""))
 
 
-def watch(stack: SecureStack, request: Any, *, token: str | None, principal: str = "",
-          max_events: int = 1000, timeout: float = 10) -> Outcome:
+def watch(stack: SecureStack, request: Any, *, token: str | None, principal: str = "", graph: str = "",
+          max_events: int = 1000, timeout: float = 10, metadata: Iterable[tuple[str, str]] = ()) -> Outcome:
     """Read a WatchEvents stream until it ends with a status (or ``max_events``)."""
-    stream = open_watch(stack, request, token=token, timeout=timeout)
+    stream = open_watch(stack, request, token=token, timeout=timeout, metadata=metadata)
     events = []
     outcome = Outcome("WatchEvents", x_request_id=stream.x_request_id, trace_id=stream.trace_id)
     try:
@@ -386,7 +387,8 @@ def watch(stack: SecureStack, request: Any, *, token: str | None, principal: str
     outcome.response = events
     # the server sees a stream we stopped reading as CANCELLED
     code = outcome.code.name if outcome.error is not None else "CANCELLED"
-    record_stream(stack, stream, code, principal if code != "UNAUTHENTICATED" else "")
+    record_stream(stack, stream, code, principal if code != "UNAUTHENTICATED" else "",
+                  graph if outcome.error is None else "")
     return outcome
 
 

@@ -249,6 +249,13 @@ def test_metrics_count_exactly_a_known_sequence(stack, suite_keys):
                                   request_id=request_id())
     assert_refused(call(stack, "CreateNode", write, token=reader_token, principal=reader), PD, "SCOPE_MISSING")
     assert_refused(call(stack, "CreateNode", write, token=None), UNAUTH, "TOKEN_MISSING")
+    # a stream the caller cancels: CANCELLED (counted once the server has seen it end)
+    watcher, watcher_token = principal(suite_keys, "metered-watch")
+    stream = open_watch(stack, q.WatchEventsRequest(parent=f"graphs/{GRAPH}"), token=watcher_token, timeout=15)
+    next(iter(stream.call))
+    stream.call.cancel()
+    record_stream(stack, stream, "CANCELLED", watcher)
+    wait_for_access_line(stack, "WatchEvents", stream.x_request_id)  # the metrics are recorded inside it
     after = scrape_all()
 
     Q, C = "GraphQueryService", "GraphCommandService"
@@ -263,10 +270,12 @@ def test_metrics_count_exactly_a_known_sequence(stack, suite_keys):
 
     assert edgewise_only(_deltas(query_b, query_a, "edgewise_rpc_handled_total")) == Counter({
         handled(Q, "GetSchema", "OK"): 3, handled(Q, "GetSchema", "RESOURCE_EXHAUSTED"): 1,
-        handled(Q, "GetSchema", "UNAUTHENTICATED"): 3, handled(Q, "GetNode", "PERMISSION_DENIED"): 1})
+        handled(Q, "GetSchema", "UNAUTHENTICATED"): 3, handled(Q, "GetNode", "PERMISSION_DENIED"): 1,
+        handled(Q, "WatchEvents", "CANCELLED"): 1})
     assert edgewise_only(_deltas(query_b, query_a, "edgewise_rpc_handling_seconds_count")) == Counter({
         handled(Q, "GetSchema", "OK"): 3, handled(Q, "GetSchema", "RESOURCE_EXHAUSTED"): 1,
-        handled(Q, "GetSchema", "UNAUTHENTICATED"): 3, handled(Q, "GetNode", "PERMISSION_DENIED"): 1})
+        handled(Q, "GetSchema", "UNAUTHENTICATED"): 3, handled(Q, "GetNode", "PERMISSION_DENIED"): 1,
+        handled(Q, "WatchEvents", "CANCELLED"): 1})
     assert _deltas(query_b, query_a, "edgewise_rpc_rate_limited_total") == Counter({
         _series(grpc_service=Q, grpc_method="GetSchema", rate_class="reads"): 1})
     assert _deltas(query_b, query_a, "edgewise_authentication_failures_total") == Counter({

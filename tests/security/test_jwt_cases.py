@@ -47,6 +47,7 @@ from tests.security.support import (
     sign,
     start_stack,
     stop_stack,
+    watch,
 )
 
 pytestmark = [pytest.mark.security, pytest.mark.e2e]
@@ -83,7 +84,18 @@ def _write(graph: str = GRAPH) -> tuple[str, Any]:
                                                request_id=request_id())
 
 
-TARGETS = {"query": _read, "command": _write}
+def _stream(graph: str = GRAPH) -> tuple[str, Any]:
+    return "WatchEvents", q.WatchEventsRequest(parent=f"graphs/{graph}", after_position=0)
+
+
+# a unary read on the query service, a write on the command service, and a response stream
+TARGETS = {"query": _read, "command": _write, "stream": _stream}
+
+
+def invoke(stack: Any, rpc: str, request: Any, **kw: Any) -> Any:
+    if rpc == "WatchEvents":  # the first event (SchemaApplied) is proof enough the stream opened
+        return watch(stack, request, max_events=1, **kw)
+    return call(stack, rpc, request, **kw)
 
 
 def _tampered(k: Keys) -> str:
@@ -158,7 +170,7 @@ def test_bad_token_is_unauthenticated(stack, suite_keys, target, case, make, rea
     header = _header(make(suite_keys))
     rpc, request = TARGETS[target]()
     metadata = [] if header is None else [("authorization", header)]
-    outcome = call(stack, rpc, request, token=None, metadata=metadata)
+    outcome = invoke(stack, rpc, request, token=None, metadata=metadata)
     status = assert_refused(outcome, UNAUTHENTICATED, reason)
     visible = everything_visible(outcome)
     if header is not None:
@@ -189,7 +201,7 @@ def test_good_token_is_accepted(stack, suite_keys, target, case, make):
     token = make(suite_keys)
     subject = jwt.decode(token, options={"verify_signature": False})["sub"]
     rpc, request = TARGETS[target]()
-    ok(call(stack, rpc, request, token=token, principal=subject, graph=GRAPH))
+    assert ok(invoke(stack, rpc, request, token=token, principal=subject, graph=GRAPH))
 
 
 def test_graph_patterns_are_enforced(stack, suite_keys):
