@@ -17,15 +17,25 @@ DRAIN_GRACE_SECONDS = 10.0
 
 async def main(settings: Settings) -> None:
     app = await bootstrap(settings)
+    metrics_server = None
+    rpc_metrics = None
     try:
+        if settings.metrics_port:  # the RPC metrics on 127.0.0.1:<port>/metrics
+            from infrastructure.telemetry.metrics import start_metrics_server
+            from infrastructure.telemetry.rpc_metrics import RpcMetrics
+
+            rpc_metrics = RpcMetrics()
+            metrics_server = start_metrics_server(settings.metrics_port, metrics=rpc_metrics)
         app.start()
         # Drain order: health NOT_SERVING and in-flight calls first, then the
         # cascade worker, then the store.
         await serve_grpc(settings=settings, address=settings.command_addr, register=registrar(app.dispatch),
                          service_names=[COMMAND_SERVICE_NAME], grace=DRAIN_GRACE_SECONDS,
                          elsewhere=served_elsewhere(settings, COMMAND_SERVICE_NAME),
-                         log_fields=settings.describe_store())
+                         log_fields=settings.describe_store(), metrics=rpc_metrics)
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await app.close()
 
 

@@ -246,8 +246,8 @@ class Settings:
     traverse_engine: str = "batched"
     # the query service's process-wide read cache (query_service.cache); 0 disables it
     read_cache_mb: int = DEFAULT_READ_CACHE_MB
-    # Prometheus /metrics on 127.0.0.1:<port> beside the gRPC port; 0 = off. One port per
-    # process: a launcher running several processes gives each its own.
+    # Prometheus /metrics on 127.0.0.1:<port> beside the gRPC port (both services); 0 = off. One
+    # port per process: a launcher running several processes gives each its own.
     metrics_port: int = 0
     # the most nodes one acyclicity check may visit; past it the edge is refused
     # (FAILED_PRECONDITION, CYCLE_CHECK_TOO_LARGE) rather than checked without a bound
@@ -491,8 +491,10 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
                f"{', '.join(TRAVERSE_ENGINES)}"),
     SettingDoc("EDGEWISE_READ_CACHE_MB", str(DEFAULT_READ_CACHE_MB), ("query", "launcher"),
                "size bound of the process-wide read cache; 0 turns it off"),
-    SettingDoc("EDGEWISE_METRICS_PORT", "0 (off)", ("query", "launcher"),
-               "Prometheus /metrics on 127.0.0.1:<port>; make run: worker i uses port + i"),
+    SettingDoc("EDGEWISE_METRICS_PORT", "0 (off)", _BOTH,
+               "Prometheus /metrics on 127.0.0.1:<port> (RPC counts, latency, in-flight, rate-limited and refused "
+               "calls; query: read cache, projection position and lag); make run: the command service uses "
+               "port, query worker i port + 1 + i"),
     SettingDoc("EDGEWISE_CYCLE_CHECK_MAX_NODES", str(DEFAULT_CYCLE_CHECK_MAX_NODES), ("command", "launcher"),
                "the most nodes one acyclicity check may visit"),
     SettingDoc("EDGEWISE_AUTH_MODE", DEFAULT_AUTH_MODE + " (make run: dev)", _BOTH,

@@ -73,3 +73,25 @@ class TokenSigner:
         if not isinstance(payload, dict):
             raise invalid("malformed")
         return payload
+
+
+def peek_graphs(token: str) -> list[str]:
+    """The graphs an Edgewise token names (``"g"``: a page token's graph, a consistency token's
+    list of graphs), read WITHOUT verifying the signature; [] for garbage or a token without them.
+
+    Only for a deny decision taken before the handler runs (authorization): the handler still
+    verifies the token, so a caller who edits the payload to name a graph it may use gets a
+    token that fails verification, and one who leaves it alone is refused here."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        return []
+    body_text = token.partition(".")[0]
+    try:
+        payload = json.loads(_b64decode(body_text))
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the limit
+        return []
+    graphs = payload.get("g") if isinstance(payload, dict) else None
+    if isinstance(graphs, str):
+        graphs = [graphs]
+    if not isinstance(graphs, list):
+        return []
+    return list(dict.fromkeys(g for g in graphs if isinstance(g, str) and g))

@@ -20,7 +20,7 @@ import sys
 
 from infrastructure.config import Settings
 from infrastructure.process import run_service, serve_grpc, served_elsewhere
-from query_service.bootstrap import bootstrap
+from query_service.bootstrap import bootstrap, metrics_shards
 from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
 
 GRACE_SECONDS = 5.0
@@ -44,7 +44,7 @@ async def main(settings: Settings) -> None:
     app = await bootstrap(settings)
     projector_task: asyncio.Task[None] | None = None
     tailer_task: asyncio.Task[None] | None = None
-    metrics = None
+    metrics_server = None
     if app.projector is not None:
         projector_task = asyncio.create_task(app.projector.run(), name="projector")
         projector_task.add_done_callback(_report_projector_exit)
@@ -52,12 +52,19 @@ async def main(settings: Settings) -> None:
         tailer_task = asyncio.create_task(app.tailer.run(app.progress.advance_all),
                                           name="cache-tailer")
         tailer_task.add_done_callback(_report_tailer_exit)
+    rpc_metrics = None
     try:
         if settings.metrics_port:
             from infrastructure.telemetry.metrics import ReadCacheCollector, start_metrics_server
+            from infrastructure.telemetry.rpc_metrics import RpcMetrics
 
+            rpc_metrics = RpcMetrics()
+            projector = app.projector
+            rpc_metrics.watch_projection(positions=app.progress.positions,
+                                         heads=lambda: projector.heads if projector is not None else {},
+                                         labelled=metrics_shards(settings))
             collectors = [ReadCacheCollector(app.cache.stats)] if app.cache is not None else []
-            metrics = start_metrics_server(settings.metrics_port, collectors)
+            metrics_server = start_metrics_server(settings.metrics_port, collectors, metrics=rpc_metrics)
 
         async def stop_projector() -> None:
             if projector_task is not None and app.projector is not None:
@@ -70,13 +77,14 @@ async def main(settings: Settings) -> None:
         await serve_grpc(settings=settings, address=settings.query_addr, register=register(app), service_names=[SERVICE_NAME],
                          grace=GRACE_SECONDS, on_shutdown=[stop_projector],
                          elsewhere=served_elsewhere(settings, SERVICE_NAME),
-                         log_fields={**settings.describe_store(), "projector_enabled": settings.projector_enabled})
+                         log_fields={**settings.describe_store(), "projector_enabled": settings.projector_enabled},
+                         metrics=rpc_metrics)
     finally:
         for task in (projector_task, tailer_task):
             if task is not None and not task.done():
                 task.cancel()
-        if metrics is not None:
-            metrics.close()
+        if metrics_server is not None:
+            metrics_server.close()
         await app.close()
 
 

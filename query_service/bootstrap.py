@@ -98,6 +98,23 @@ def build_application(*, read_model: ReadModel, store: ProjectionStore, event_lo
                             progress=progress)
 
 
+def metrics_shards(settings: Settings) -> Callable[[str], bool]:
+    """Which log shards may be a metrics label value (the projection gauges): on SQLite the one
+    shard "0"; on DynamoDB (a shard per graph) the shards of the graphs EDGEWISE_METRICS_GRAPHS
+    lists, so graph ids are labels only where an operator asked for them."""
+    if settings.store != "dynamodb":
+        return lambda shard: True  # SQLite has exactly one shard
+    from infrastructure.persistence.dynamodb.event_log import parse_shard
+
+    graphs = frozenset(settings.metrics_graphs)
+
+    def labelled(shard: str) -> bool:
+        parsed = parse_shard(shard)
+        return parsed is not None and parsed[0] in graphs
+
+    return labelled
+
+
 async def bootstrap(settings: Settings) -> QueryApplication:
     if settings.store == "dynamodb":
         return await bootstrap_dynamodb(settings)

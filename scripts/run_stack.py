@@ -14,6 +14,8 @@ process is one ``ProcessSpec`` line there.
   holder of ``<db>.projector.lock`` on SQLite, of each shard's lease on DynamoDB); the others
   follow, and take over when it dies. A worker that exits is restarted after a second, unless
   it keeps exiting within seconds of its start; the command service exiting stops everything.
+- **Metrics** (``EDGEWISE_METRICS_PORT`` set): every process serves ``/metrics`` on 127.0.0.1,
+  the command service on that port and query worker *i* on port + 1 + *i*.
 - **The edge**: ``python -m gateway`` (Envoy) on ``EDGEWISE_EDGE_GRPC_ADDR`` (8080, both
   services), ``EDGEWISE_EDGE_REST_ADDR`` (8081, REST/JSON) and its admin (9901, loopback),
   upstreams the command service and every worker; ready when its admin ``/ready`` says LIVE.
@@ -130,14 +132,20 @@ def plan(settings: Settings, env: Mapping[str, str]) -> tuple[list[ProcessSpec],
     """The processes to run, and the environment they all share on top of this one's."""
     queries = query_worker_addresses(settings, env)
     shared = {"EDGEWISE_QUERY_ADDRS": ",".join(queries), "EDGEWISE_QUERY_WORKERS": str(len(queries))}
-    specs = [ProcessSpec("command", "command_service", settings.command_addr,
+    # /metrics (EDGEWISE_METRICS_PORT set): the command service on the base port, query worker i on base + 1 + i
+    command_env: dict[str, str] = {}
+    command_ports: tuple[str, ...] = ()
+    if settings.metrics_port:
+        command_env["EDGEWISE_METRICS_PORT"] = str(settings.metrics_port)
+        command_ports = (f"127.0.0.1:{settings.metrics_port}",)
+    specs = [ProcessSpec("command", "command_service", settings.command_addr, command_env, ports=command_ports,
                          label=f"gRPC {settings.command_addr}  GraphCommandService")]
     for i, address in enumerate(queries):
         worker_env = {"EDGEWISE_QUERY_ADDR": address}
         ports: tuple[str, ...] = ()
         if settings.metrics_port:
-            worker_env["EDGEWISE_METRICS_PORT"] = str(settings.metrics_port + i)
-            ports = (f"127.0.0.1:{settings.metrics_port + i}",)
+            worker_env["EDGEWISE_METRICS_PORT"] = str(settings.metrics_port + 1 + i)
+            ports = (f"127.0.0.1:{settings.metrics_port + 1 + i}",)
         specs.append(ProcessSpec(f"query-{i}", "query_service", address, worker_env, restart=True, ports=ports,
                                  label=f"gRPC {address}  GraphQueryService"))
     if env.get("EDGEWISE_EDGE", "on").lower() not in ("off", "0", "false", "no"):

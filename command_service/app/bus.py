@@ -31,7 +31,7 @@ class Idempotent:
     Same (graph, request_id) and same fingerprint: return the stored response, write
     nothing. Different fingerprint: REQUEST_ID_REUSED. Otherwise run, then stage the
     response; ``commit()`` renders it with the token of its own positions and stores it
-    in the same transaction (the token is a pure function of the positions, so the
+    in the same transaction (the token is a pure function of the positions and the graph, so the
     stored response and the one the bus returns carry the same token)."""
 
     def __init__(self, inner: CommandHandler[Any, Any], codec: ResultCodec, tokens: ConsistencyTokens) -> None:
@@ -56,10 +56,11 @@ class Idempotent:
                     metadata={"request_id": request_id, "operation": record.operation})
             return self._codec.decode(record.response)
         result = await self._inner.execute(uow, command, causation)
-        codec, tokens = self._codec, self._tokens
+        codec, tokens, graph = self._codec, self._tokens, command.graph
 
         def render(committed: CommitResult) -> bytes:  # called by commit(), once its positions exist
-            return codec.encode(dataclasses.replace(result, consistency_token=tokens.issue(committed.positions)))
+            token = tokens.issue(committed.positions, [graph])
+            return codec.encode(dataclasses.replace(result, consistency_token=token))
 
         await uow.idempotency.put(PendingIdempotencyRecord(
             graph=command.graph, request_id=request_id, operation=operation, fingerprint=print_,
@@ -124,5 +125,6 @@ class CommandBus:
             result = await pipeline.execute(uow, command, causation)
             committed = await uow.commit()
         if not result.consistency_token:
-            result = dataclasses.replace(result, consistency_token=self._tokens.issue(committed.positions))
+            token = self._tokens.issue(committed.positions, [command.graph])
+            result = dataclasses.replace(result, consistency_token=token)
         return result

@@ -10,7 +10,7 @@ cannot be flushed half-way), and the idempotency record is completed with them t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, Self
+from typing import Protocol, Self, Sequence
 
 from domain.ports import CascadeJob, CascadeJobQueue, Positions, Prefetch, UnitOfWork
 
@@ -54,5 +54,6 @@ class WriteStore(Protocol):
 
 
 class ConsistencyTokens(Protocol):
-    def issue(self, positions: Positions) -> str:
-        """An opaque signed token naming the log positions a write produced."""
+    def issue(self, positions: Positions, graphs: Sequence[str]) -> str:
+        """An opaque signed token naming the log positions a write produced and the graphs it
+        wrote (one: a command writes one graph)."""

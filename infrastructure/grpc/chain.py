@@ -24,8 +24,9 @@ from typing import Any
 
 from grpc import aio
 
-from infrastructure.config import Settings
+from infrastructure.config import RateLimitSettings, Settings
 from infrastructure.grpc.authn import AuthenticationInterceptor
+from infrastructure.grpc.authz import AuthorizationInterceptor
 from infrastructure.grpc.interceptors import (
     AccessLogInterceptor,
     ErrorMappingInterceptor,
@@ -33,7 +34,9 @@ from infrastructure.grpc.interceptors import (
     StorageCostInterceptor,
     ValidationInterceptor,
 )
+from infrastructure.grpc.ratelimit import RateLimitInterceptor
 from infrastructure.security.jwt import build_authenticator
+from infrastructure.telemetry.rpc_metrics import MetricsInterceptor
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,14 @@ Factory = Callable[[ChainInputs], aio.ServerInterceptor | None]
 CHAIN: tuple[tuple[str, Factory], ...] = (
     ("request_context", lambda inputs: RequestContextInterceptor()),
     ("access_log", lambda inputs: AccessLogInterceptor()),
+    ("metrics", lambda inputs: MetricsInterceptor(inputs.metrics) if inputs.metrics is not None else None),
     ("error_mapping", lambda inputs: ErrorMappingInterceptor()),
     ("storage_cost", lambda inputs: StorageCostInterceptor()),
     ("authentication", lambda inputs: AuthenticationInterceptor(
         build_authenticator(inputs.settings.auth if inputs.settings is not None else None))),
+    ("authorization", lambda inputs: AuthorizationInterceptor()),
+    ("rate_limit", lambda inputs: RateLimitInterceptor(
+        inputs.settings.rate_limits if inputs.settings else RateLimitSettings())),
     ("validation", lambda inputs: ValidationInterceptor()),
 )
 

@@ -23,6 +23,8 @@ class CallFacts:
     principal: Any = None  # infrastructure.security.principal.Principal once authenticated
     graph: str = ""
     idempotency_request_id: str = ""
+    # the ErrorInfo reason of the error the call ended with (set by error mapping, read by the metrics)
+    error_reason: str = ""
 
     @property
     def principal_name(self) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from domain.errors import DomainError
 from infrastructure.persistence.dynamodb.capacity import CapacityUsage, capacity_scope
 from infrastructure.grpc import validation
-from infrastructure.grpc.context import RequestContext, current_context, request_scope
+from infrastructure.grpc.context import RequestContext, current_context, current_facts, request_scope
 from infrastructure.grpc.errors import code_for, status_for
 
 REQUEST_ID_METADATA = "x-request-id"
@@ -197,17 +198,24 @@ def _idempotency_key(request: Any) -> str:
     return value[:64] if isinstance(value, str) else ""
 
 
-def _log_call(method: str, context: aio.ServicerContext, started: float,
-              exc: BaseException | None, messages: int | None = None, idempotency_request_id: str = "") -> None:
+def call_code(context: aio.ServicerContext, exc: BaseException | None) -> str:
+    """How a call ended, as a gRPC code name ("OK", "NOT_FOUND" ...), for everything that
+    reports outcomes (the access log, the metrics): ``exc`` is what the call raised through
+    the reporting interceptor, None when it returned."""
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         # GeneratorExit: grpc closed a response stream the caller cancelled or let time out
-        code_name = "CANCELLED"
-    elif exc is not None and not isinstance(exc, aio.AbortError):
-        code_name = code_for(exc).name
-    else:
-        code = context.code()
-        code_name = code.name if isinstance(code, grpc.StatusCode) else (
-            "OK" if code in (None, 0) else str(code))
+        return "CANCELLED"
+    if exc is not None and not isinstance(exc, aio.AbortError):
+        return str(code_for(exc).name)
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return "OK" if code in (None, 0) else str(code)
+
+
+def _log_call(method: str, context: aio.ServicerContext, started: float,
+              exc: BaseException | None, messages: int | None = None, idempotency_request_id: str = "") -> None:
+    code_name = call_code(context, exc)
     ctx = current_context()
     facts = ctx.facts
     fields: dict[str, object] = {
@@ -265,6 +273,13 @@ def _passes_through(exc: BaseException) -> bool:
                             KeyboardInterrupt, SystemExit))
 
 
+def _note_reason(exc: BaseException) -> None:
+    """The domain error's reason into the call's facts, for the metrics above (which see only
+    the status this interceptor aborts with)."""
+    if isinstance(exc, DomainError):
+        current_facts().error_reason = exc.reason
+
+
 class ErrorMappingInterceptor(_WrappingInterceptor):
     """Turn any exception a handler raises into the rich status of errors.status_for."""
 
@@ -274,6 +289,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
         except BaseException as exc:
             if _passes_through(exc):
                 raise
+            _note_reason(exc)
             await context.abort_with_status(status_for(exc))
 
     async def around_stream(self, method, behavior, request, context):
@@ -283,6 +299,7 @@ class ErrorMappingInterceptor(_WrappingInterceptor):
         except BaseException as exc:
             if _passes_through(exc):
                 raise
+            _note_reason(exc)
             await context.abort_with_status(status_for(exc))
 
 

@@ -1,4 +1,6 @@
-"""Prometheus metrics on a side HTTP port (``/metrics`` on 127.0.0.1), one registry per process.
+"""Prometheus metrics on a side HTTP port (``/metrics`` on 127.0.0.1), one registry per process:
+the RPC metrics of both services (rpc_metrics.py) and, on query processes, the read cache's
+and the projection's.
 
 Hot paths keep plain integer counters; collectors read them only when scraped, so a cache
 hit costs no lock and no label lookup. Labels stay bounded (a cache entry's kind, never a
@@ -9,11 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from infrastructure.telemetry.rpc_metrics import RpcMetrics
 
 _log = logging.getLogger("edgewise.metrics")
 
@@ -57,10 +62,11 @@ class MetricsServer:
         self._httpd.server_close()
 
 
-def start_metrics_server(port: int, collectors: Iterable[Collector], *,
+def start_metrics_server(port: int, collectors: Iterable[Collector] = (), *, metrics: RpcMetrics | None = None,
                          host: str = METRICS_HOST) -> MetricsServer:
-    """Serve ``collectors`` on http://host:port/metrics (a daemon thread); port 0 picks a free one."""
-    registry = CollectorRegistry(auto_describe=False)
+    """Serve ``metrics``' registry (the RPC metrics, infrastructure.telemetry.rpc_metrics) and
+    ``collectors`` on http://host:port/metrics (a daemon thread); port 0 picks a free one."""
+    registry = metrics.registry if metrics is not None else CollectorRegistry(auto_describe=False)
     for collector in collectors:
         registry.register(collector)
     httpd, _ = start_http_server(port, addr=host, registry=registry)

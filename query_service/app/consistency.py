@@ -1,7 +1,8 @@
 """Read consistency: latest projected state by default, or wait for a position.
 
 ``at_least_token`` carries the log positions a write produced, signed by the
-command side as ``{"p": {"<shard>": position, ...}}``; ``fully_consistent`` waits for
+command side as ``{"p": {"<shard>": position, ...}, "g": [graph]}`` (``"g"`` is for
+authorization; the gate reads only ``"p"``); ``fully_consistent`` waits for
 the current head of the graph's log shard. Either waits at most the call's remaining deadline
 (capped), then fails UNAVAILABLE with RetryInfo.
 """
@@ -49,11 +50,20 @@ class ConsistencyGate:
         return dict(positions)
 
     async def ensure(self, consistency: Consistency | None, graph: str | None = None) -> None:
-        """``fully_consistent`` waits for the head of the graph's shard (every shard without a graph)."""
+        """Wait until the read model is at least as new as ``consistency`` asks, for a read of
+        ``graph``: only the graph's own log shard counts (every shard without a graph).
+
+        ``at_least_token`` waits for the token's position in the graph's shard; its other shards
+        (on DynamoDB a shard is a graph) are neither waited for nor named in the error, so a
+        token never makes a read of one graph depend on, or tell about, another.
+        ``fully_consistent`` waits for the head of the graph's shard."""
         if consistency is None or (not consistency.at_least_token and not consistency.fully_consistent):
             return
         if consistency.at_least_token:
             required = self.required_positions(consistency.at_least_token)
+            if graph is not None:
+                shard = self._log.shard_of(graph)
+                required = {shard: required[shard]} if shard in required else {}
         else:
             required = await self._log.heads(None if graph is None else [self._log.shard_of(graph)])
         if self._progress.reached(required):

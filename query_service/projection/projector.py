@@ -83,6 +83,9 @@ class Projector:
         self._follower: Follower = follower or _Checkpoints(store, name)
         self.batches_applied = 0
         self.owned: set[str] = set()  # the shards this process projected in its last round
+        # the log heads of those shards as last read (replaced whole each round, never changed:
+        # the metrics read it from another thread); lag = head - progress position
+        self.heads: dict[str, int] = {}
         self._reported = False
 
     async def start_position(self) -> dict[str, int]:
@@ -125,11 +128,13 @@ class Projector:
         positions = await self._follower.sync()
         self.progress.advance_all(positions)
         if not owned:
+            self.heads = {}
             return 0
         # one batched read of the heads (DynamoDB: one BatchGetItem per 100 shards), then a
         # log read only for the shards that have something new: an idle poll over many
         # graphs costs a couple of calls, not one Query per graph
         heads = await self._log.heads(owned)
+        self.heads = {shard: heads.get(shard, 0) for shard in owned}
         total = 0
         for shard in owned:
             if heads.get(shard, 0) > positions.get(shard, 0):
@@ -187,6 +192,7 @@ class Projector:
             except DomainError:
                 pass  # it expires on its own
         self.owned = set()
+        self.heads = {}
 
     def wake(self) -> None:
         """Poll now: a reader waits for a position the projection has not reached."""

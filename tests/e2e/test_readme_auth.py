@@ -56,5 +56,5 @@ def test_readme_auth_walkthrough_works_as_written(jwt_stack):
     assert proc.returncode != 0, out
     assert out.count('"consistency_token"') == 2, out  # ApplySchema and CreateNode answered
     assert '"name": "graphs/team-a-demo/nodes/ada"' in out
-    assert '"code": 7' in out and '"reason": "GRAPH_ACCESS_DENIED"' in out, out  # 7: PERMISSION_DENIED
+    assert '"code": 7' in out and '"reason":"GRAPH_ACCESS_DENIED"' in out.replace(" ", ""), out  # 7: PERMISSION_DENIED
     assert jwt_stack.jwt_secrets.split("=", 1)[1] not in out  # nothing echoes the secret

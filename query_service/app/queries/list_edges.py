@@ -56,7 +56,7 @@ class ListEdgesHandler:
         params = {"graph": query.graph, "node": query.node_id, "direction": query.direction.value,
                   "edge_type": query.edge_type, "after": _us(query.created_after),
                   "before": _us(query.created_before)}  # include_neighbors shapes the page, not the result set
-        cursor = self._tokens.read(query.page_token, "ListEdges", params)
+        cursor = self._tokens.read(query.page_token, "ListEdges", params, graph=query.graph)
         await self._gate.ensure(query.consistency, query.graph)
         after = (int(cursor[0]), str(cursor[1]), str(cursor[2])) if cursor else None
         rows = await self._rm.list_adjacency(
@@ -68,7 +68,8 @@ class ListEdgesHandler:
             if not await self._rm.get_nodes(query.graph, [query.node_id]):
                 raise node_not_found(query.graph, [query.node_id])
         page = rows[:size]
-        token = self._tokens.issue("ListEdges", params, list(page[-1][0])) if len(rows) > size else ""
+        token = (self._tokens.issue("ListEdges", params, list(page[-1][0]), graph=query.graph)
+                 if len(rows) > size else "")
         edges = [e for _, e in page]
         neighbors: list[NodeView] = []
         if query.include_neighbors and edges:

@@ -81,7 +81,7 @@ class ListNodesHandler:
         # bind it to the plan, so a token from before a schema change that altered the plan
         # is refused (INVALID_PAGE_TOKEN) instead of being read as another path's position.
         params["plan"] = plan.text
-        cursor = self._tokens.read(query.page_token, "ListNodes", params)
+        cursor = self._tokens.read(query.page_token, "ListNodes", params, graph=query.graph)
         if plan.sort:
             nodes, token = await self._sorted_page(query, plan, size, params, cursor)
         else:
@@ -101,14 +101,14 @@ class ListNodesHandler:
                 scanned += 1
                 if plan.residual.is_satisfied_by(view.properties):
                     if len(out) == size:  # one more match exists: the page is full
-                        return out, self._tokens.issue("ListNodes", params, list(last_key or ()))
+                        return out, self._tokens.issue("ListNodes", params, list(last_key or ()), graph=query.graph)
                     out.append(view)
                 last_key = key
             if len(rows) < chunk:
                 return out, ""
             after = rows[-1][0]
             if scanned >= self._scan_budget:
-                return out, self._tokens.issue("ListNodes", params, list(after))
+                return out, self._tokens.issue("ListNodes", params, list(after), graph=query.graph)
             # matches are sparse: read more at a time, so a selective residual filter costs
             # one round trip per thousand rows (after a few smaller ones), not per hundred
             if chunk < MAX_SCAN_CHUNK:
@@ -134,5 +134,6 @@ class ListNodesHandler:
         ordered = _sorted(matches, plan.sort)
         offset = int(cursor[0]) if cursor else 0
         page = ordered[offset:offset + size]
-        token = self._tokens.issue("ListNodes", params, [offset + size]) if offset + size < len(ordered) else ""
+        more = offset + size < len(ordered)
+        token = self._tokens.issue("ListNodes", params, [offset + size], graph=query.graph) if more else ""
         return page, token

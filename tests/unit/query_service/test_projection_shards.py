@@ -96,8 +96,8 @@ async def test_a_token_names_a_position_in_each_of_several_shards():
         assert err.value.reason == Reason.INVALID_CONSISTENCY_TOKEN
 
     progress.advance("g", 3)
-    with pytest.raises(Unavailable) as err:  # "g" is there, "h" is not
-        await g.ensure(Consistency(at_least_token=token({"g": 3, "h": 2})), "g")
+    with pytest.raises(Unavailable) as err:  # no graph: every shard counts; "g" is there, "h" is not
+        await g.ensure(Consistency(at_least_token=token({"g": 3, "h": 2})))
     assert err.value.reason == Reason.CONSISTENCY_NOT_REACHED and err.value.retry_after_seconds > 0
     assert err.value.metadata == {"shard": "h", "required_position": "2", "projected_position": "0"}
     waiting = asyncio.ensure_future(gate(progress, max_wait=5.0).ensure(
@@ -107,6 +107,24 @@ async def test_a_token_names_a_position_in_each_of_several_shards():
     progress.advance("h", 2)
     await asyncio.wait_for(waiting, 1)
     await g.ensure(Consistency(at_least_token=token({"g": 1, "h": 2})))  # reached: returns at once
+
+
+async def test_a_read_of_one_graph_waits_only_for_its_own_shard_of_a_token():
+    """On DynamoDB a shard is a graph: a token's other shards must neither hold a read of graph
+    "g" back nor be named in its CONSISTENCY_NOT_REACHED (that would tell about graph "h")."""
+    progress = ProjectionProgress()
+    progress.advance("g", 3)
+    g = gate(progress, ListEventLog())
+    both = Consistency(at_least_token=token({"g": 3, "h": 2}))
+    await g.ensure(both, "g")  # "h" lagging does not hold "g" back
+    await g.ensure(Consistency(at_least_token=token({"h": 2})), "g")  # nothing of "g" to wait for
+    with pytest.raises(Unavailable) as err:
+        await g.ensure(Consistency(at_least_token=token({"g": 4, "h": 2})), "g")
+    assert err.value.metadata == {"shard": "g", "required_position": "4", "projected_position": "3"}
+    with pytest.raises(Unavailable) as err:
+        await g.ensure(both, "h")
+    assert err.value.metadata == {"shard": "h", "required_position": "2", "projected_position": "0"}
+    assert "'g'" not in err.value.message
 
 
 async def test_fully_consistent_waits_for_the_head_of_the_graphs_shard_only():
