@@ -32,6 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from bench.stack import BENCH_LIMITS
+
 GRAPH = "bench"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +162,7 @@ async def run_grpc(args: argparse.Namespace, db: Path) -> dict[str, float]:
 
     addr = f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGEWISE_DB_PATH": str(db), "EDGEWISE_LOG_LEVEL": "WARNING",
-           "EDGEWISE_TOKEN_SECRET": "bench-only-secret-0123456789abcdef0123", "EDGEWISE_AUTH_MODE": "dev", "EDGEWISE_COMMAND_ADDR": addr,
+           "EDGEWISE_TOKEN_SECRET": "bench-only-secret-0123456789abcdef0123", "EDGEWISE_AUTH_MODE": "dev", **BENCH_LIMITS, "EDGEWISE_COMMAND_ADDR": addr,
            "EDGEWISE_QUERY_ADDR": f"127.0.0.1:{_free_port()}"}
     log = (db.parent / "command_service.log").open("wb")
     profile = ["-m", "cProfile", "-o", args.server_profile] if args.server_profile else []

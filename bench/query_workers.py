@@ -36,6 +36,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.stack import BENCH_LIMITS
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789abcdef0123"
 GRAPH = "graphs/workers"
@@ -60,7 +62,7 @@ class RunStack:
         (workdir / "run").mkdir()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEWISE_", "AWS_"))}
         self.env.update({"PYTHONPATH": str(ROOT), "EDGEWISE_RUN_DIR": str(workdir / "run"),
-                         "EDGEWISE_DB_PATH": str(workdir / "edgewise.db"), "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_AUTH_MODE": "dev",
+                         "EDGEWISE_DB_PATH": str(workdir / "edgewise.db"), "EDGEWISE_TOKEN_SECRET": SECRET, "EDGEWISE_AUTH_MODE": "dev", **BENCH_LIMITS,
                          "EDGEWISE_COMMAND_ADDR": self.command_addr,
                          "EDGEWISE_QUERY_ADDRS": ",".join(self.query_addrs), "EDGEWISE_LOG_LEVEL": "WARNING"})
         self.edge_addr = f"127.0.0.1:{free_port()}"
