@@ -20,7 +20,8 @@ Over-reading is safe (a false graph can only cause a refusal); under-reading wou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -58,55 +59,113 @@ def _is_data(descriptor: Descriptor) -> bool:
             or descriptor.GetOptions().map_entry)
 
 
-def _strings(field: FieldDescriptor, value: Any) -> Iterable[str]:
-    if field.type != FieldDescriptor.TYPE_STRING:
-        return ()
-    return value if field.is_repeated else (value,)
-
-
-def _graphs_of_field(field: FieldDescriptor, value: Any) -> Iterator[str]:
+def _parser(field: FieldDescriptor) -> Callable[[str], list[str]]:
+    """How to read one reference field's (single) value into graphs."""
     name = field.name
-    if name in GRAPH_FIELDS:
-        parse = _graph_field
-    elif name in RESOURCE_NAME_FIELDS:
-        parse = graph_of_resource_name
-    elif name in TOKEN_FIELDS:
-        for token in _strings(field, value):
-            yield from peek_graphs(token)
-        return
-    else:
-        return
-    for text in _strings(field, value):
+    if name in TOKEN_FIELDS:
+        return peek_graphs
+
+    parse = _graph_field if name in GRAPH_FIELDS else graph_of_resource_name
+
+    def graphs(text: str) -> list[str]:
         graph = parse(text)
-        if graph is not None:
-            yield graph
+        return [graph] if graph is not None else []
+
+    return graphs
 
 
-def _walk(message: Message) -> Iterator[str]:
-    if _is_data(message.DESCRIPTOR):
-        return
-    for field, value in message.ListFields():  # set fields only, in field-number order
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            if _is_data(field.message_type):  # a map (properties) or a value type
-                continue
-            for item in (value if field.is_repeated else (value,)):
-                yield from _walk(item)
+@dataclass(frozen=True)
+class _Plan:
+    """What to read of one message type: its reference and token fields (name, repeated,
+    parser), and the message fields (name, repeated) whose type can transitively hold one.
+    Built once per type from the descriptor, as plain tuples: a walk then costs a getattr per
+    relevant field, not descriptor reflection (a 1,000-operation BatchWrite is ~4,000 messages)."""
+
+    strings: tuple[tuple[str, bool, Callable[[str], list[str]]], ...]
+    messages: tuple[tuple[str, bool], ...]
+
+
+_PLANS: dict[str, _Plan] = {}
+
+
+def _references(field: FieldDescriptor) -> bool:
+    return field.type == FieldDescriptor.TYPE_STRING and field.name in GRAPH_FIELDS | RESOURCE_NAME_FIELDS | TOKEN_FIELDS
+
+
+def _plan(descriptor: Descriptor, visiting: frozenset[str] = frozenset()) -> _Plan:
+    known = _PLANS.get(descriptor.full_name)
+    if known is not None:
+        return known
+    visiting = visiting | {descriptor.full_name}
+    strings = tuple((f.name, bool(f.is_repeated), _parser(f)) for f in descriptor.fields if _references(f))
+    messages: list[tuple[str, bool]] = []
+    for field in descriptor.fields:
+        if field.type != FieldDescriptor.TYPE_MESSAGE or _is_data(field.message_type):
+            continue  # a map (properties) or a value type: data, never a reference
+        sub = field.message_type
+        # a recursive type is kept (it may hold references further down); otherwise only
+        # types whose subtree holds a reference field
+        if sub.full_name in visiting or _holds_references(_plan(sub, visiting)):
+            messages.append((field.name, bool(field.is_repeated)))
+    plan = _Plan(strings=strings, messages=tuple(messages))
+    if not visiting - {descriptor.full_name}:  # a complete plan (not one cut short by recursion)
+        _PLANS[descriptor.full_name] = plan
+    return plan
+
+
+def _holds_references(plan: _Plan) -> bool:
+    return bool(plan.strings or plan.messages)
+
+
+# by message class: a dict lookup per message, no descriptor access on the hot path
+_CLASS_PLANS: dict[type, _Plan] = {}
+
+
+def _collect(message: Message, out: list[str]) -> None:
+    """Append every graph ``message`` references to ``out`` (recursion, not generators)."""
+    plan = _CLASS_PLANS.get(type(message))
+    if plan is None:
+        plan = _CLASS_PLANS[type(message)] = _plan(message.DESCRIPTOR)
+    for name, repeated, parse in plan.strings:
+        value = getattr(message, name)
+        if not value:
+            continue
+        if repeated:
+            for text in value:
+                out.extend(parse(text))
         else:
-            yield from _graphs_of_field(field, value)
+            out.extend(parse(value))
+    for name, repeated in plan.messages:
+        if repeated:
+            for item in getattr(message, name):
+                _collect(item, out)
+        elif message.HasField(name):
+            _collect(getattr(message, name), out)
+
+
+_PRIMARY: dict[type, tuple[tuple[str, Callable[[str], list[str]]], ...]] = {}
+
+
+def _primary_fields(request: Message) -> tuple[tuple[str, Callable[[str], list[str]]], ...]:
+    cls = type(request)
+    known = _PRIMARY.get(cls)
+    if known is None:
+        fields = request.DESCRIPTOR.fields_by_name
+        known = _PRIMARY[cls] = tuple(
+            (name, _parser(fields[name])) for name in PRIMARY_FIELDS
+            if name in fields and fields[name].type == FieldDescriptor.TYPE_STRING and not fields[name].is_repeated)
+    return known
 
 
 def primary_graph(request: Any) -> str | None:
     """The graph the request is about (its ``graph``/``parent``/``name``/``start``/``source``)."""
     if not isinstance(request, Message):
         return None
-    fields = request.DESCRIPTOR.fields_by_name
-    for name in PRIMARY_FIELDS:
-        field = fields.get(name)
-        if field is None or field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
-            continue
-        graph = next(_graphs_of_field(field, getattr(request, name)), None)
-        if graph is not None:
-            return graph
+    for name, parse in _primary_fields(request):
+        value = getattr(request, name)
+        graphs = parse(value) if value else []
+        if graphs:
+            return graphs[0]
     return None
 
 
@@ -118,5 +177,6 @@ def graphs_touched(method: str, request: Any) -> list[str]:
     if not isinstance(request, Message):
         return []
     primary = primary_graph(request)
-    found = dict.fromkeys(([primary] if primary is not None else []) + list(_walk(request)))
-    return list(found)
+    found: list[str] = [primary] if primary is not None else []
+    _collect(request, found)  # a request type is never a data message
+    return list(dict.fromkeys(found))
