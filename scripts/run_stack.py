@@ -397,6 +397,12 @@ def banner(stack: Stack, describe: Mapping[str, Any]) -> str:
     lines = [f"edgewise is up ({store['store']}: {where}):"]
     lines += [f"  {r.spec.name:<{width}}  {r.spec.label or r.spec.address}  (pid {r.process.pid})"
               for r in stack.running.values()]
+    auth = describe.get("auth_mode", "")
+    if auth == "dev":
+        lines.append("  authentication OFF (EDGEWISE_AUTH_MODE=dev): every caller may do everything; "
+                     "EDGEWISE_AUTH_MODE=jwt to require tokens (README \"Authentication\")")
+    elif auth:
+        lines.append(f"  authentication: {auth} (every call but health and reflection needs a bearer token)")
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 
@@ -480,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             stand_in = start_stand_in(env, reserved_ports(specs))
         describe: dict[str, Any] = {
             "store": Settings.from_env(env).describe_store(),
-            "endpoints": {"command": settings.command_addr, "query": env["EDGEWISE_QUERY_ADDRS"]}}
+            "endpoints": {"command": settings.command_addr, "query": env["EDGEWISE_QUERY_ADDRS"]},
+            "auth_mode": settings.auth.mode}
         if stand_in is not None:
             describe["stand_in_pid"] = stand_in.pid
         stack = Stack(specs, env, lock, describe, stop)

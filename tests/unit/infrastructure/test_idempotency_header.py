@@ -88,3 +88,28 @@ async def test_the_interceptor_refuses_a_mismatch_before_the_handler_runs(served
             violations += [v.field for v in bad.field_violations]
     assert violations == ["request_id"]
     assert servicer.calls == 2
+
+
+async def test_the_access_line_keeps_the_callers_id_and_the_idempotency_key_apart(served, caplog):
+    import asyncio
+    import json
+    import logging
+
+    from infrastructure.logging import JsonFormatter
+
+    _, stub = served
+    caplog.set_level(logging.INFO, logger="edgewise.access")
+    traceparent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    await stub.CreateNode(create(UUID), metadata=(("x-request-id", "caller-1"), ("traceparent", traceparent)))
+    for _ in range(200):  # bounded: the line is written as the call returns
+        lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "edgewise.access"]
+        lines = [line for line in lines if line.get("x_request_id") == "caller-1"]
+        if lines:
+            break
+        await asyncio.sleep(0.01)
+    (line,) = lines
+    assert line["grpc_code"] == "OK" and line["grpc_method"] == CREATE
+    assert line["idempotency_request_id"] == UUID and line["x_request_id"] == "caller-1"
+    assert line["trace_id"] == "a" * 32
+    assert line["principal"] == "dev" and line["graph"] == "g"  # an in-process server: dev authentication
+    assert "request_id" not in line  # never one ambiguous key for two ids

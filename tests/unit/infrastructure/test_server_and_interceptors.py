@@ -158,9 +158,14 @@ async def test_access_log_writes_one_json_line_per_call(served, caplog):
     with pytest.raises(grpc.aio.AioRpcError):
         await qg.GraphQueryServiceStub(channel).GetNode(
             q.GetNodeRequest(name="graphs/g/nodes/missing"), metadata=[("x-request-id", "r-2")])
-    # Only this call's lines: a call from an earlier test may log late into caplog.
-    lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records if rec.name == "edgewise.access"]
-    lines = [line for line in lines if line.get("x_request_id") == "r-2"]
+    # Only this call's lines: a call from an earlier test may log late into caplog. The server
+    # writes the line after the status has left (abort sends it), so wait for it, boundedly.
+    for _ in range(200):
+        lines = [json.loads(JsonFormatter().format(rec)) for rec in caplog.records if rec.name == "edgewise.access"]
+        lines = [line for line in lines if line.get("x_request_id") == "r-2"]
+        if lines:
+            break
+        await asyncio.sleep(0.01)
     assert len(lines) == 1
     line = lines[0]
     assert line["grpc_method"] == "/edgewise.graph.v1.GraphQueryService/GetNode"
