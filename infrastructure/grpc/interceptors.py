@@ -236,13 +236,20 @@ def _log_call(method: str, context: aio.ServicerContext, started: float,
     _access_log.log(level, "rpc %s %s", method, code_name, extra={"fields": fields})
 
 
-class AccessLogInterceptor(_WrappingInterceptor):
-    """One JSON log line per call: method, code, duration, principal, graph, the caller's
-    ``x-request-id``, a command's idempotency ``request_id`` and the trace id. Never a token,
-    a secret or a property value: only these fields are written."""
+class ObservingInterceptor(_WrappingInterceptor):
+    """Base of the interceptors that only watch a call (the access log, the metrics): ``started``
+    runs before it and returns what ``finished`` gets back once it ended, with what it raised
+    (None when it returned) and, for a response stream, how many messages it sent."""
+
+    def started(self, method: str, request: Any, context: aio.ServicerContext) -> Any:
+        return None
+
+    def finished(self, method: str, request: Any, context: aio.ServicerContext, state: Any,
+                 exc: BaseException | None, messages: int | None) -> None:
+        pass
 
     async def around_unary(self, method, behavior, request, context):
-        started = time.perf_counter()
+        state = self.started(method, request, context)
         exc: BaseException | None = None
         try:
             return await behavior(request, context)
@@ -250,10 +257,10 @@ class AccessLogInterceptor(_WrappingInterceptor):
             exc = e
             raise
         finally:
-            _log_call(method, context, started, exc, idempotency_request_id=_idempotency_key(request))
+            self.finished(method, request, context, state, exc, None)
 
     async def around_stream(self, method, behavior, request, context):
-        started = time.perf_counter()
+        state = self.started(method, request, context)
         exc: BaseException | None = None
         sent = 0
         try:
@@ -264,7 +271,19 @@ class AccessLogInterceptor(_WrappingInterceptor):
             exc = e
             raise
         finally:
-            _log_call(method, context, started, exc, sent)
+            self.finished(method, request, context, state, exc, sent)
+
+
+class AccessLogInterceptor(ObservingInterceptor):
+    """One JSON log line per call: method, code, duration, principal, graph, the caller's
+    ``x-request-id``, a command's idempotency ``request_id`` and the trace id. Never a token,
+    a secret or a property value: only these fields are written."""
+
+    def started(self, method, request, context):
+        return time.perf_counter()
+
+    def finished(self, method, request, context, state, exc, messages):
+        _log_call(method, context, state, exc, messages, idempotency_request_id=_idempotency_key(request))
 
 
 def _passes_through(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ or a request value.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from domain.errors import DomainError, Reason
 from infrastructure.grpc.context import CallFacts, current_facts
-from infrastructure.grpc.interceptors import _drain, _WrappingInterceptor, call_code
+from infrastructure.grpc.interceptors import ObservingInterceptor, call_code
 from infrastructure.grpc.server import EDGEWISE_METHODS
 from infrastructure.security.rpc_table import rate_class
 
@@ -165,7 +165,7 @@ class RpcMetrics:
             self.authorization_denials.labels(_bounded(reason, AUTHORIZATION_REASONS, "PERMISSION_DENIED")).inc()
 
 
-class MetricsInterceptor(_WrappingInterceptor):
+class MetricsInterceptor(ObservingInterceptor):
     """Records every call into ``RpcMetrics``: in flight while it runs, then its code and
     duration (the same outcome the access log reports: ``interceptors.call_code``), and the
     refusals of the interceptors inside it (rate limit, authentication, authorization)."""
@@ -174,30 +174,12 @@ class MetricsInterceptor(_WrappingInterceptor):
         super().__init__()
         self._metrics = metrics
 
-    async def around_unary(self, method: str, behavior: Callable[..., Awaitable[Any]], request: Any,
-                           context: aio.ServicerContext) -> Any:
-        call = self._metrics.call_started(method)
-        exc: BaseException | None = None
-        try:
-            return await behavior(request, context)
-        except BaseException as e:
-            exc = e
-            raise
-        finally:
-            self._metrics.call_finished(call, call_code(context, exc), exc)
+    def started(self, method: str, request: Any, context: aio.ServicerContext) -> _Call:
+        return self._metrics.call_started(method)
 
-    async def around_stream(self, method: str, behavior: Callable[..., Any], request: Any,
-                            context: aio.ServicerContext) -> AsyncIterator[Any]:
-        call = self._metrics.call_started(method)
-        exc: BaseException | None = None
-        try:
-            async for item in _drain(behavior, request, context):
-                yield item
-        except BaseException as e:
-            exc = e
-            raise
-        finally:
-            self._metrics.call_finished(call, call_code(context, exc), exc)
+    def finished(self, method: str, request: Any, context: aio.ServicerContext, state: _Call,
+                 exc: BaseException | None, messages: int | None) -> None:
+        self._metrics.call_finished(state, call_code(context, exc), exc)
 
 
 class ProjectionCollector(Collector):
