@@ -66,7 +66,8 @@ ENVOY_CONTROL_HEADERS = (
 ACCESS_LOG_FORMAT: JSON = {
     "time": "%START_TIME%",
     "method": "%REQ(:METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    # never the query string: a REST filter carries property values, and page tokens ride there too
+    "path": "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
     "grpc_path": "%REQ(:PATH)%",
     "protocol": "%PROTOCOL%",
     "http_status": "%RESPONSE_CODE%",
@@ -253,7 +254,9 @@ def access_log(settings: GatewaySettings, listener_name: str) -> list[JSON]:
         # the transcoder turned the gRPC status into the HTTP one; Envoy would log a status
         # guessed back from that (404 -> UNIMPLEMENTED), which is wrong more often than not
         del fields["grpc_status"]
-    log_format = {"json_format": fields}
+    log_format = {"json_format": fields, "formatters": [{
+        "name": "envoy.formatter.req_without_query",
+        "typed_config": _typed("envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery")}]}
     if settings.access_log:
         return [{"name": "envoy.access_loggers.file", "typed_config": _typed(
             "envoy.extensions.access_loggers.file.v3.FileAccessLog", path=settings.access_log,

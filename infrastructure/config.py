@@ -192,6 +192,9 @@ class AuthSettings:
 RATE_CLASSES = ("reads", "writes", "schema")
 DEFAULT_RATE_LIMITS = {"reads": (2000.0, 4000), "writes": (500.0, 1000), "schema": (10.0, 20)}
 DEFAULT_RATE_LIMIT_MAX_BUCKETS = 10_000
+# a principal's calls over all its graphs together: this many times one graph's rate and burst
+DEFAULT_RATE_LIMIT_PRINCIPAL_FACTOR = 10
+MAX_RATE_LIMIT_PRINCIPAL_FACTOR = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ class RateLimitSettings:
     writes: tuple[float, int] = DEFAULT_RATE_LIMITS["writes"]
     schema: tuple[float, int] = DEFAULT_RATE_LIMITS["schema"]
     max_buckets: int = DEFAULT_RATE_LIMIT_MAX_BUCKETS
+    principal_factor: int = DEFAULT_RATE_LIMIT_PRINCIPAL_FACTOR
 
     def limit(self, method_class: str) -> tuple[float, int]:
         return {"reads": self.reads, "writes": self.writes, "schema": self.schema}[method_class]
@@ -226,7 +230,13 @@ class RateLimitSettings:
         buckets = int(buckets_text) if buckets_text.isdigit() else 0
         if buckets <= 0:
             problems.append(f"EDGEWISE_RATE_LIMIT_MAX_BUCKETS must be a positive integer, got {buckets_text!r}")
-        return cls(reads=limits["reads"], writes=limits["writes"], schema=limits["schema"], max_buckets=buckets)
+        factor_text = get("EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR") or str(DEFAULT_RATE_LIMIT_PRINCIPAL_FACTOR)
+        factor = int(factor_text) if factor_text.isdigit() else -1
+        if not 0 <= factor <= MAX_RATE_LIMIT_PRINCIPAL_FACTOR:
+            problems.append(f"EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR must be a whole number from 0 (no cap) to "
+                            f"{MAX_RATE_LIMIT_PRINCIPAL_FACTOR}, got {factor_text!r}")
+        return cls(reads=limits["reads"], writes=limits["writes"], schema=limits["schema"], max_buckets=buckets,
+                   principal_factor=max(0, factor))
 
 
 # batched: DataLoader-coalesced reads; naive: the legacy one-read-per-node path;
@@ -520,6 +530,9 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
                "ApplySchema calls per second and burst per (principal, graph) and process; 0 = no limit"),
     SettingDoc("EDGEWISE_RATE_LIMIT_MAX_BUCKETS", str(DEFAULT_RATE_LIMIT_MAX_BUCKETS), _BOTH,
                "token buckets kept per process (the least recently used go first)"),
+    SettingDoc("EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR", str(DEFAULT_RATE_LIMIT_PRINCIPAL_FACTOR), _BOTH,
+               "a principal's calls over all its graphs together: this many times one graph's rate and burst "
+               "(0 = no such cap)"),
     SettingDoc("EDGEWISE_METRICS_GRAPHS", "(none)", _BOTH,
                "graph names allowed as a metrics label value (others are counted, never named)"),
     SettingDoc("EDGEWISE_DYNAMODB_ENDPOINT", "(empty: the AWS endpoint of the region)", _BOTH,

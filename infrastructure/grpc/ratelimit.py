@@ -7,6 +7,11 @@ open). An empty bucket answers RESOURCE_EXHAUSTED with RetryInfo (the time until
 token) and QuotaFailure, before validation or the handler run. Health, reflection and
 methods Edgewise does not serve are never limited, and a class whose rate is 0 is unlimited.
 
+A principal also has one bucket per class for all its graphs together, ``principal_factor``
+times the per-graph rate and burst (EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR, default 10; 0 = no
+such cap): a principal allowed ``team-*`` or ``*`` cannot multiply its rate by naming more
+graphs, real or invented.
+
 The buckets are per process and in memory: N query workers let a principal through N times
 the configured rate, and a restart refills them. They keep one noisy caller from starving
 the others of a process; the defence against floods is at the edge, Envoy's local rate limit
@@ -32,6 +37,8 @@ from infrastructure.security.rpc_table import rate_class
 MIN_RETRY_SECONDS = 0.001  # RetryInfo never says "retry now" to a caller that was just refused
 
 BucketKey = tuple[str, str, str]  # (principal, graph, rate class)
+# The graph part of a principal's bucket for all its graphs together (no graph id holds "*").
+ALL_GRAPHS = "*"
 
 
 class TokenBucket:
@@ -46,18 +53,25 @@ class TokenBucket:
         self._tokens = float(self.burst)
         self._last = now
 
-    def take(self, now: float) -> float:
-        """Take one token at time ``now`` (seconds, any monotonic clock). Returns 0.0 when a
-        token was taken, else the seconds until one is available (nothing is taken then)."""
-        if self.rate <= 0:
-            return 0.0
+    def _refill(self, now: float) -> None:
         if now > self._last:  # a clock that stands still (or a stale ``now``) refills nothing
             self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
             self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is available at ``now`` (0.0: one is); takes nothing."""
+        if self.rate <= 0:
             return 0.0
-        return (1.0 - self._tokens) / self.rate
+        self._refill(now)
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+
+    def take(self, now: float) -> float:
+        """Take one token at time ``now`` (seconds, any monotonic clock). Returns 0.0 when a
+        token was taken, else the seconds until one is available (nothing is taken then)."""
+        wait = self.wait(now)
+        if wait == 0.0 and self.rate > 0:
+            self._tokens -= 1.0
+        return wait
 
     def tokens(self, now: float) -> float:
         """The tokens available at ``now`` (for tests and diagnostics; takes nothing)."""
@@ -121,18 +135,30 @@ class RateLimitInterceptor(_WrappingInterceptor):
         principal, graph = facts.principal_name, facts.graph
         now = self._clock()
         bucket = self.buckets.get((principal, graph, method_class), lambda: TokenBucket(rate, burst, now))
-        wait = bucket.take(now)
+        buckets = [(bucket, rate, burst, f"principal:{principal}/graph:{graph}", "")]
+        factor = self._settings.principal_factor
+        if factor:
+            # A principal allowed many graphs (``team-*``, ``*``) must not multiply its rate by
+            # naming more of them, real or not: one more bucket for all its graphs together.
+            overall = self.buckets.get((principal, ALL_GRAPHS, method_class),
+                                       lambda: TokenBucket(rate * factor, burst * factor, now))
+            buckets.append((overall, rate * factor, burst * factor, f"principal:{principal}", " across all graphs"))
+        waits = [(b.wait(now), r, n, subject, scope) for b, r, n, subject, scope in buckets]
+        wait, limit, limit_burst, subject, scope = max(waits, key=lambda w: w[0])
         if wait <= 0:
+            for b, *_ in buckets:
+                b.take(now)
             return
         retry_after = max(MIN_RETRY_SECONDS, wait)
         raise RateLimited(
-            f"rate limit exceeded: {method_class} allow {rate:g} calls per second (burst {burst}) per principal "
-            f"and graph; retry in {retry_after:.3f} s",
+            f"rate limit exceeded: {method_class} allow {limit:g} calls per second (burst {limit_burst}) per principal"
+            f"{scope or ' and graph'}; retry in {retry_after:.3f} s",
             reason=Reason.RATE_LIMITED, retry_after_seconds=retry_after,
-            metadata={"rate_class": method_class, "limit_per_second": f"{rate:g}", "burst": str(burst),
-                      "principal": principal, "graph": graph},
-            violations=[QuotaViolation(subject=f"principal:{principal}/graph:{graph}",
-                                       description=f"{method_class}: {rate:g} calls per second, burst {burst}")])
+            metadata={"rate_class": method_class, "limit_per_second": f"{limit:g}", "burst": str(limit_burst),
+                      "principal": principal, "graph": graph, "scope": "principal" if scope else "graph"},
+            violations=[QuotaViolation(subject=subject,
+                                       description=f"{method_class}: {limit:g} calls per second, burst "
+                                                   f"{limit_burst}{scope}")])
 
     async def around_unary(self, method: str, behavior: Callable[..., Awaitable[Any]], request: Any,
                            context: aio.ServicerContext) -> Any:

@@ -173,6 +173,20 @@ def test_errors_keep_their_error_info_and_the_callers_ids(rest, edge_stack):
     assert error_info(body)["domain"] == "edgewise.graph.v1"
 
 
+def test_the_access_log_never_holds_a_query_string(rest, edge_stack):
+    """A REST filter carries property values (and page tokens ride in the query too): Envoy's
+    access line keeps the path only."""
+
+    request_id = f"rest-{uuid.uuid4()}"
+    marker = f"secret-value-{uuid.uuid4().hex}"
+    query = urllib.parse.urlencode({"type": "User", "filter": f'name = "{marker}"'})
+    status, body = call(f"{rest}/nodes?{query}", headers={"x-request-id": request_id})
+    assert status == 200, body
+    logged = access_log_line(edge_stack, request_id)
+    assert logged["path"].endswith("/nodes") and "?" not in logged["path"]
+    assert marker not in json.dumps(logged)
+
+
 def test_unknown_rest_paths_are_not_found(edge_stack):
     status, _ = call(f"{edge_stack.gateway.endpoints.rest_url}/v1/nothing/here")
     assert status == 404

@@ -605,7 +605,8 @@ class ProjectionOverlay:
             try:
                 attributes = keys.value_index_attributes(graph, node_type, prop, node_id, value, kind)  # type: ignore[arg-type]
             except ValueError:
-                _log.warning("%s/%s: %s=%r cannot be indexed as %s: no index entry", graph, node_id, prop, value,
+                # the property's name and kind only: a value is the caller's data and never logged
+                _log.warning("%s/%s: property %s cannot be indexed as %s: no index entry", graph, node_id, prop,
                              kind.value)
                 kept.pop()
                 continue

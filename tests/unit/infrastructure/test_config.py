@@ -198,3 +198,15 @@ def test_help_text_covers_every_setting_the_readme_documents():
     assert documented == {d.name for d in SETTINGS_DOC}
     text = settings_help("python -m command_service", "The command service.", "command")
     assert "EDGEWISE_CYCLE_CHECK_MAX_NODES" in text and "EDGEWISE_READ_CACHE_MB" not in text
+
+
+def test_rate_limits_parse_and_refuse_nonsense():
+    settings = Settings.from_env({**BASE, "EDGEWISE_RATE_LIMIT_READS": "50,200", "EDGEWISE_RATE_LIMIT_WRITES": "0",
+                                  "EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR": "4"})
+    assert settings.rate_limits.reads == (50.0, 200) and settings.rate_limits.writes[0] == 0.0
+    assert settings.rate_limits.principal_factor == 4
+    for key, value in (("EDGEWISE_RATE_LIMIT_READS", "fast"), ("EDGEWISE_RATE_LIMIT_SCHEMA", "1,0"),
+                       ("EDGEWISE_RATE_LIMIT_PRINCIPAL_FACTOR", "-1"), ("EDGEWISE_RATE_LIMIT_MAX_BUCKETS", "0")):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({**BASE, key: value})
+        assert key in str(info.value)

@@ -116,7 +116,7 @@ def test_classes_have_independent_buckets():
         for method in (GET_NODE, CREATE_NODE, APPLY_SCHEMA):
             with pytest.raises(RateLimited):
                 limiter.check(method)
-    assert len(limiter.buckets) == 3
+    assert len(limiter.buckets) == 6  # per class: alice on g, and alice on all her graphs
 
 
 def test_buckets_are_per_principal_and_graph():
@@ -127,6 +127,50 @@ def test_buckets_are_per_principal_and_graph():
             limiter.check(GET_NODE)
     with _as("alice", "g"), pytest.raises(RateLimited):
         limiter.check(GET_NODE)
+
+
+def test_naming_more_graphs_does_not_buy_more_calls():
+    """A principal allowed ``team-*`` (or ``*``) could otherwise get a full bucket per graph
+    name it invents: its calls over all graphs share a bucket ``principal_factor`` times one
+    graph's, and a refusal from it names the principal, not a graph."""
+    clock = ManualClock()
+    limiter = _limiter(clock, reads=(1.0, 2), principal_factor=3)  # all graphs together: 3/s, burst 6
+    for i in range(6):
+        with _as("mallory", f"team-{i}"):
+            limiter.check(GET_NODE)
+    with _as("mallory", "team-99"), pytest.raises(RateLimited) as info:
+        limiter.check(GET_NODE)  # a fresh graph's bucket is full, the principal's is empty
+    err = info.value
+    assert err.metadata["scope"] == "principal" and err.metadata["limit_per_second"] == "3"
+    assert [(v.subject, v.description) for v in err.violations] == [
+        ("principal:mallory", "reads: 3 calls per second, burst 6 across all graphs")]
+    assert err.retry_after_seconds == pytest.approx(1 / 3)
+    with _as("bob", "team-0"):
+        limiter.check(GET_NODE)  # another principal has its own
+    clock.advance(1 / 3)
+    with _as("mallory", "team-99"):
+        limiter.check(GET_NODE)  # refilled
+
+
+def test_a_refusal_by_one_bucket_takes_nothing_from_the_other():
+    clock = ManualClock()
+    limiter = _limiter(clock, reads=(1.0, 1), principal_factor=2)
+    with _as("alice", "g"):
+        limiter.check(GET_NODE)
+        for _ in range(5):  # g's bucket is empty: the refusals must not drain alice's overall one
+            with pytest.raises(RateLimited):
+                limiter.check(GET_NODE)
+    with _as("alice", "h"):
+        limiter.check(GET_NODE)  # the overall bucket still had its second token
+
+
+def test_principal_factor_zero_is_no_overall_cap():
+    clock = ManualClock()
+    limiter = _limiter(clock, reads=(1.0, 1), principal_factor=0)
+    for i in range(50):
+        with _as("alice", f"g{i}"):
+            limiter.check(GET_NODE)
+    assert len(limiter.buckets) == 50
 
 
 def test_open_and_unknown_methods_and_unlimited_classes_are_never_limited():
@@ -153,7 +197,7 @@ def test_the_refusal_says_which_quota_and_when_to_retry():
     assert err.reason == Reason.RATE_LIMITED
     assert err.retry_after_seconds == pytest.approx(2.0)
     assert err.metadata == {"rate_class": "writes", "limit_per_second": "0.5", "burst": "2",
-                            "principal": "alice", "graph": "g"}
+                            "principal": "alice", "graph": "g", "scope": "graph"}
     assert [(v.subject, v.description) for v in err.violations] == [
         ("principal:alice/graph:g", "writes: 0.5 calls per second, burst 2")]
 
