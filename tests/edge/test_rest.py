@@ -179,8 +179,8 @@ def test_the_access_log_never_holds_a_query_string(rest, edge_stack):
 
     request_id = f"rest-{uuid.uuid4()}"
     marker = f"secret-value-{uuid.uuid4().hex}"
-    query = urllib.parse.urlencode({"type": "User", "filter": f'name = "{marker}"'})
-    status, body = call(f"{rest}/nodes?{query}", headers={"x-request-id": request_id})
+    query = urllib.parse.urlencode({"type": "User", "filter": f'name = "{marker}"'}, quote_via=urllib.parse.quote)
+    status, body = call(f"{rest}/nodes?{query}&{FULLY}", headers={"x-request-id": request_id})
     assert status == 200, body
     logged = access_log_line(edge_stack, request_id)
     assert logged["path"].endswith("/nodes") and "?" not in logged["path"]
