@@ -230,6 +230,7 @@ def running(request, tmp_path_factory):
 def test_every_worker_answers_and_reads_its_writes(running):
     assert f"query-{WORKERS - 1}" in running.banner and running.command_addr in running.banner
     assert "edge" in running.children() and running.edge_addr in running.banner
+    assert "authentication OFF (EDGEWISE_AUTH_MODE=dev)" in running.banner  # make run's mode, said where it is seen
     for address in running.query_addrs:
         assert address in running.banner and serving(address)
     assert running.state()["endpoints"]["query"] == ",".join(running.query_addrs)
