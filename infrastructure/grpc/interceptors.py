@@ -12,9 +12,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from domain.errors import DomainError
@@ -84,37 +86,19 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, *, unary: UnaryWrapper,
 
 
 def _wrap(handler: grpc.RpcMethodHandler, unary: UnaryWrapper, stream: StreamWrapper) -> grpc.RpcMethodHandler:
+    """``unary``/``stream`` take (behavior, request, context). The new behaviours are partials of
+    them with the handler's behaviour bound: calling one returns the wrapper's own coroutine or
+    async generator, with no frame of ours in between (a call passes ~9 interceptors; grpc, like
+    ``inspect``, sees through a partial to the coroutine or async generator function inside)."""
     kwargs = dict(request_deserializer=handler.request_deserializer,
                   response_serializer=handler.response_serializer)
     if handler.unary_unary is not None:
-        behavior = _as_async(handler.unary_unary)
-
-        async def unary_unary(request, context):
-            return await unary(behavior, request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **kwargs)
+        return grpc.unary_unary_rpc_method_handler(partial(unary, _as_async(handler.unary_unary)), **kwargs)
     if handler.stream_unary is not None:
-        behavior = _as_async(handler.stream_unary)
-
-        async def stream_unary(request_iterator, context):
-            return await unary(behavior, request_iterator, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+        return grpc.stream_unary_rpc_method_handler(partial(unary, _as_async(handler.stream_unary)), **kwargs)
     if handler.unary_stream is not None:
-        behavior = handler.unary_stream
-
-        async def unary_stream(request, context):
-            async for item in stream(behavior, request, context):
-                yield item
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
-    behavior = handler.stream_stream
-
-    async def stream_stream(request_iterator, context):
-        async for item in stream(behavior, request_iterator, context):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+        return grpc.unary_stream_rpc_method_handler(partial(stream, handler.unary_stream), **kwargs)
+    return grpc.stream_stream_rpc_method_handler(partial(stream, handler.stream_stream), **kwargs)
 
 
 class _WrappingInterceptor(aio.ServerInterceptor):
@@ -133,19 +117,13 @@ class _WrappingInterceptor(aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         if isinstance(handler, PerCallHandler):  # built for this call: wrap, never remember
-            return wrap_handler(
-                handler,
-                unary=lambda b, r, c: self.around_unary(method, b, r, c),
-                stream=lambda b, r, c: self.around_stream(method, b, r, c),
-            )
+            return wrap_handler(handler, unary=partial(self.around_unary, method),
+                                stream=partial(self.around_stream, method))
         known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
-        wrapped = wrap_handler(
-            handler,
-            unary=lambda b, r, c: self.around_unary(method, b, r, c),
-            stream=lambda b, r, c: self.around_stream(method, b, r, c),
-        )
+        wrapped = wrap_handler(handler, unary=partial(self.around_unary, method),
+                               stream=partial(self.around_stream, method))
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -342,6 +320,11 @@ class ValidationInterceptor(_WrappingInterceptor):
 
 
 def _is_iterator(request: Any) -> bool:
+    """A client-streaming request (an async iterator), not a message. Every call asks (the access
+    log, authorization, validation): a message answers at once, without the two failed
+    attribute lookups a protobuf message makes expensive."""
+    if isinstance(request, Message):
+        return False
     return hasattr(request, "__aiter__") or hasattr(request, "__anext__")
 
 

@@ -96,18 +96,25 @@ class BucketTable:
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
 
-    def get(self, key: BucketKey, create: Callable[[], TokenBucket]) -> TokenBucket:
-        """The bucket of ``key`` (now the most recently used), created by ``create`` if absent."""
+    def find(self, key: BucketKey) -> TokenBucket | None:
+        """The bucket of ``key`` (now the most recently used), or None."""
         bucket = self._buckets.get(key)
         if bucket is not None:
             self._buckets.move_to_end(key)
-            return bucket
-        bucket = create()
+        return bucket
+
+    def add(self, key: BucketKey, bucket: TokenBucket) -> TokenBucket:
+        """Keep ``bucket`` for ``key`` (absent), dropping the least recently used past the bound."""
         self._buckets[key] = bucket
         if len(self._buckets) > self.max_buckets:
             self._buckets.popitem(last=False)
             self.evictions += 1
         return bucket
+
+    def get(self, key: BucketKey, create: Callable[[], TokenBucket]) -> TokenBucket:
+        """The bucket of ``key`` (now the most recently used), created by ``create`` if absent."""
+        bucket = self.find(key)
+        return bucket if bucket is not None else self.add(key, create())
 
 
 class RateLimitInterceptor(_WrappingInterceptor):
@@ -134,20 +141,30 @@ class RateLimitInterceptor(_WrappingInterceptor):
         facts = current_facts()
         principal, graph = facts.principal_name, facts.graph
         now = self._clock()
-        bucket = self.buckets.get((principal, graph, method_class), lambda: TokenBucket(rate, burst, now))
-        buckets = [(bucket, rate, burst, f"principal:{principal}/graph:{graph}", "")]
+        buckets = self.buckets
+        key = (principal, graph, method_class)
+        bucket = buckets.find(key)
+        if bucket is None:
+            bucket = buckets.add(key, TokenBucket(rate, burst, now))
+        wait = bucket.wait(now)
+        limit, limit_burst, subject, scope = rate, burst, f"principal:{principal}/graph:{graph}", ""
+        overall = None
         factor = self._settings.principal_factor
         if factor:
             # A principal allowed many graphs (``team-*``, ``*``) must not multiply its rate by
             # naming more of them, real or not: one more bucket for all its graphs together.
-            overall = self.buckets.get((principal, ALL_GRAPHS, method_class),
-                                       lambda: TokenBucket(rate * factor, burst * factor, now))
-            buckets.append((overall, rate * factor, burst * factor, f"principal:{principal}", " across all graphs"))
-        waits = [(b.wait(now), r, n, subject, scope) for b, r, n, subject, scope in buckets]
-        wait, limit, limit_burst, subject, scope = max(waits, key=lambda w: w[0])
+            overall_key = (principal, ALL_GRAPHS, method_class)
+            overall = buckets.find(overall_key)
+            if overall is None:
+                overall = buckets.add(overall_key, TokenBucket(rate * factor, burst * factor, now))
+            overall_wait = overall.wait(now)
+            if overall_wait > wait:
+                wait, limit, limit_burst = overall_wait, rate * factor, burst * factor
+                subject, scope = f"principal:{principal}", " across all graphs"
         if wait <= 0:
-            for b, *_ in buckets:
-                b.take(now)
+            bucket.take(now)
+            if overall is not None:
+                overall.take(now)
             return
         retry_after = max(MIN_RETRY_SECONDS, wait)
         raise RateLimited(
