@@ -147,7 +147,7 @@ class RateLimitInterceptor(_WrappingInterceptor):
         if bucket is None:
             bucket = buckets.add(key, TokenBucket(rate, burst, now))
         wait = bucket.wait(now)
-        limit, limit_burst, subject, scope = rate, burst, f"principal:{principal}/graph:{graph}", ""
+        limit, limit_burst, overall_refused = rate, burst, False
         overall = None
         factor = self._settings.principal_factor
         if factor:
@@ -159,14 +159,15 @@ class RateLimitInterceptor(_WrappingInterceptor):
                 overall = buckets.add(overall_key, TokenBucket(rate * factor, burst * factor, now))
             overall_wait = overall.wait(now)
             if overall_wait > wait:
-                wait, limit, limit_burst = overall_wait, rate * factor, burst * factor
-                subject, scope = f"principal:{principal}", " across all graphs"
+                wait, limit, limit_burst, overall_refused = overall_wait, rate * factor, burst * factor, True
         if wait <= 0:
             bucket.take(now)
             if overall is not None:
                 overall.take(now)
             return
         retry_after = max(MIN_RETRY_SECONDS, wait)
+        subject, scope = ((f"principal:{principal}", " across all graphs") if overall_refused
+                          else (f"principal:{principal}/graph:{graph}", ""))
         raise RateLimited(
             f"rate limit exceeded: {method_class} allow {limit:g} calls per second (burst {limit_burst}) per principal"
             f"{scope or ' and graph'}; retry in {retry_after:.3f} s",
