@@ -66,6 +66,10 @@ class Stack:
             self.services.append(Service(module, proc, addr, log))
         for svc in self.services:
             self._wait_healthy(svc)
+        return self.connect()
+
+    def connect(self) -> "Stack":
+        """Channels and stubs to both services (once they answer health)."""
         self.command_channel = grpc.insecure_channel(self.command_addr)
         self.query_channel = grpc.insecure_channel(self.query_addr)
         self.channels += [self.command_channel, self.query_channel]

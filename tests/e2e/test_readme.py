@@ -14,11 +14,16 @@ from tests.e2e.stack import ROOT, Stack
 pytestmark = pytest.mark.e2e
 
 
-def walkthrough() -> str:
+def readme_block(marker: str) -> str:
+    """The ```sh block between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` in the README."""
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- walkthrough:end -->", text, re.S)
-    assert block, "README lost its walk-through block"
+    block = re.search(rf"<!-- {marker}:start -->\s*```sh\n(.*?)```\s*<!-- {marker}:end -->", text, re.S)
+    assert block, f"README lost its {marker} block"
     return block.group(1)
+
+
+def walkthrough() -> str:
+    return readme_block("walkthrough")
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.stack import ROOT, Stack
+from tests.e2e.test_readme import readme_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.security]
 
 
 def auth_walkthrough() -> str:
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- auth-walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- auth-walkthrough:end -->", text, re.S)
-    assert block, "README lost its authentication walk-through block"
-    return block.group(1)
+    return readme_block("auth-walkthrough")
 
 
 @pytest.fixture(scope="module")

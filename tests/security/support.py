@@ -261,13 +261,7 @@ class SecureStack(Stack):
         except BaseException:
             self.stop()
             raise
-        from edgewise.graph.v1 import command_service_pb2_grpc, query_service_pb2_grpc
-
-        self.command_channel = grpc.insecure_channel(self.command_addr)
-        self.query_channel = grpc.insecure_channel(self.query_addr)
-        self.channels += [self.command_channel, self.query_channel]
-        self.commands = command_service_pb2_grpc.GraphCommandServiceStub(self.command_channel)
-        self.queries = query_service_pb2_grpc.GraphQueryServiceStub(self.query_channel)
+        self.connect()
         return self
 
     def log_path(self, rpc: str) -> Path:
