@@ -69,7 +69,14 @@ def start_metrics_server(port: int, collectors: Iterable[Collector] = (), *, met
     registry = metrics.registry if metrics is not None else CollectorRegistry(auto_describe=False)
     for collector in collectors:
         registry.register(collector)
-    httpd, _ = start_http_server(port, addr=host, registry=registry)
+    try:
+        httpd, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:  # one line and exit 4 (infrastructure.process), like a taken gRPC port
+        from infrastructure.grpc.server import BindError
+
+        raise BindError(f"EDGEWISE_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc}); each "
+                        f"process needs a port of its own (make run: command on the base port, query worker i "
+                        f"on base + 1 + i)") from None
     bound = httpd.server_address[1]
     _log.info("metrics listening", extra={"fields": {"address": f"{host}:{bound}", "path": "/metrics"}})
     return MetricsServer(port=bound, _httpd=httpd)

@@ -247,3 +247,18 @@ async def test_the_projector_keeps_the_heads_it_read(tmp_path):
 def test_a_shard_with_nothing_projected_yet_is_at_position_zero():
     position, lag = _projection_samples({}, {"0": 4}, metrics_shards(_settings()))
     assert (position, lag) == ({labels(shard="0"): 0}, {labels(shard="0"): 4})
+
+
+def test_a_taken_metrics_port_is_a_bind_error_naming_the_setting():
+    import socket
+
+    from infrastructure.grpc.server import BindError
+    from infrastructure.telemetry.metrics import start_metrics_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError) as info:
+            start_metrics_server(port)
+    assert "EDGEWISE_METRICS_PORT" in str(info.value) and str(port) in str(info.value)
