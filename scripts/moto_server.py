@@ -42,6 +42,7 @@ from infrastructure.config import DEFAULT_DYNAMODB_REGION, DynamoDBSettings  # n
 from infrastructure.persistence.dynamodb.admin import TableReport, create_tables  # noqa: E402
 from infrastructure.persistence.dynamodb.client import ClientOptions, DynamoClient, StaticCredentials  # noqa: E402
 from infrastructure.process import die_with_parent  # noqa: E402
+from scripts import ports  # noqa: E402
 
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30.0
@@ -55,10 +56,8 @@ class MotoStartError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port below the ephemeral range (scripts/ports.py says why)."""
+    return ports.free_port(HOST)
 
 
 def child_env() -> dict[str, str]:

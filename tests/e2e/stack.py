@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,15 @@ from grpc_status import rpc_status
 
 from edgewise.graph.v1 import command_service_pb2_grpc, query_service_pb2_grpc
 from infrastructure.process import die_with_parent
+from scripts import ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-secret-0123456789abcdef0123456789"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the ephemeral range (scripts/ports.py says why)."""
+    return ports.free_port()
 
 
 @dataclass
