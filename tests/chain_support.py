@@ -135,3 +135,16 @@ def details(err: grpc.aio.AioRpcError) -> dict[str, list[Any]]:
                 detail.Unpack(message)
                 out.setdefault(kind.__name__, []).append(message)
     return out
+
+
+def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The one ErrorInfo of ``err``'s rich status (every Edgewise error has exactly one)."""
+    status = rpc_status.from_call(err)
+    infos = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+    assert len(infos) == 1
+    return infos[0]

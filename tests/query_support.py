@@ -126,9 +126,11 @@ async def query_app(path: str, **settings: Any) -> AsyncIterator[Any]:
 
 
 @asynccontextmanager
-async def served_query_stub(path: str, events: list[DomainEvent]) -> AsyncIterator[Any]:
+async def served_query_stub(path: str, events: list[DomainEvent], interceptors: list[Any] | None = None
+                            ) -> AsyncIterator[Any]:
     """A GraphQueryService stub talking over loopback to the real servicer, interceptors
-    and query application, after ``events`` were written and projected."""
+    (``interceptors``, else the default chain) and query application, after ``events`` were
+    written and projected."""
     import grpc
 
     from edgewise.graph.v1 import query_service_pb2_grpc as qgrpc
@@ -141,7 +143,7 @@ async def served_query_stub(path: str, events: list[DomainEvent]) -> AsyncIterat
     async with query_app(path) as app:
         await app.projector.catch_up()
         running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
-                                     interceptors=default_interceptors())
+                                     interceptors=default_interceptors() if interceptors is None else interceptors)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         try:
             yield qgrpc.GraphQueryServiceStub(channel)

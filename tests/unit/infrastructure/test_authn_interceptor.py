@@ -10,10 +10,8 @@ import time
 import grpc
 import jwt as pyjwt
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from domain.errors import Reason
 from edgewise.graph.v1 import query_service_pb2 as q
@@ -24,6 +22,7 @@ from infrastructure.grpc.chain import build_interceptors, chain_names
 from infrastructure.grpc.context import current_facts
 from infrastructure.grpc.server import QUERY_SERVICE_NAME, start_server
 from infrastructure.security.principal import SCOPES
+from tests.chain_support import error_info
 
 SECRET = "interceptor-test-secret-0123456789abcdef"
 WAIT = 20.0  # the bound on any wait below (a loaded 2-core machine); the tests take ~2 s
@@ -85,16 +84,6 @@ async def served():
         await running.stop(0)
 
 
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(err)
-    infos = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-    assert len(infos) == 1
-    return infos[0]
 
 
 def test_authentication_sits_right_inside_storage_cost():

@@ -19,7 +19,6 @@ from domain.errors import PermissionDenied, Reason, Unauthenticated
 from edgewise.graph.v1 import command_service_pb2 as c
 from edgewise.graph.v1 import command_service_pb2_grpc as cg
 from edgewise.graph.v1 import query_service_pb2 as q
-from edgewise.graph.v1 import query_service_pb2_grpc as qg
 from edgewise.graph.v1 import resources_pb2 as r
 from infrastructure.grpc.authz import AuthorizationInterceptor, authorize
 from infrastructure.grpc.chain import CHAIN, ChainInputs, chain_names
@@ -33,7 +32,7 @@ from infrastructure.tokens import TokenSigner, peek_graphs
 from query_service.app.paging import PageTokens
 from tests.command_samples import apply_sample_schema, user
 from tests.fakes import InMemoryWriteStore
-from tests.query_support import SECRET, Events, init_db, query_app, write_events
+from tests.query_support import SECRET, Events, served_query_stub
 
 CMD = "/edgewise.graph.v1.GraphCommandService/"
 QRY = "/edgewise.graph.v1.GraphQueryService/"
@@ -463,22 +462,12 @@ async def command_server(*graphs: str) -> AsyncIterator[Any]:
 
 @asynccontextmanager
 async def query_server(path: str, *graphs: str) -> AsyncIterator[Any]:
-    from query_service.entrypoints.grpc.servicer import SERVICE_NAME, register
-
-    init_db(path)
+    events = []
     for graph in graphs:
         ev = Events(graph)
-        write_events(path, [ev.schema(), ev.create("x", name="x"), ev.create("y", name="y"), ev.link("x", "y")])
-    async with query_app(path) as app:
-        await app.projector.catch_up()
-        running = await start_server(address="127.0.0.1:0", register=register(app), service_names=[SERVICE_NAME],
-                                     interceptors=chain_for_tests())
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-        try:
-            yield qg.GraphQueryServiceStub(channel)
-        finally:
-            await channel.close()
-            await running.stop(0)
+        events += [ev.schema(), ev.create("x", name="x"), ev.create("y", name="y"), ev.link("x", "y")]
+    async with served_query_stub(path, events, interceptors=chain_for_tests()) as stub:
+        yield stub
 
 
 async def test_an_invalid_request_about_another_graph_is_permission_denied_not_invalid(tmp_path):

@@ -10,9 +10,7 @@ import sys
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from domain.errors import NotFound, Reason
 from edgewise.graph.v1 import query_service_pb2 as q
@@ -23,6 +21,7 @@ from infrastructure.grpc.chain import default_interceptors
 from infrastructure.grpc.server import (COMMAND_SERVICE_NAME, QUERY_SERVICE_NAME,
                                         start_server)
 from infrastructure.logging import JsonFormatter
+from tests.chain_support import error_info
 
 
 class FakeQueries(qg.GraphQueryServiceServicer):
@@ -71,16 +70,6 @@ async def served():
         await running.stop(0)
 
 
-def error_info(err: grpc.aio.AioRpcError):
-    status = rpc_status.from_call(err)
-    infos = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-    assert len(infos) == 1
-    return infos[0]
 
 
 async def test_ok_call_sees_the_request_context(served):
